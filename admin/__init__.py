@@ -1,0 +1,28 @@
+"""The Flask-Admin panel, server-rendered. `init_admin(app)` mounts it at /admin."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+
+from admin.views import HomeView, PurchaseHistoryView
+from app.db import db
+from app.models import PurchaseExecution
+
+
+def init_admin(app: Flask) -> Admin:
+    """Mount the panel on `app`, with this package's templates on the search path."""
+    app.register_blueprint(Blueprint("panel", __name__, template_folder="templates"))
+    panel = Admin(
+        app,
+        name="Commitment purchases",
+        index_view=HomeView(name="Home", url="/admin"),
+        theme=Bootstrap4Theme(base_template="panel/base.html"),
+    )
+    panel.add_view(
+        PurchaseHistoryView(
+            PurchaseExecution, db.session, name="Purchase History", endpoint="purchases"
+        )
+    )
+    return panel

@@ -1,0 +1,55 @@
+"""The panel's views."""
+
+from __future__ import annotations
+
+from flask_admin import AdminIndexView, expose
+from flask_admin.contrib.sqla import ModelView
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+
+from admin.security import LoginRequiredMixin
+from app.db import db
+from app.domain.statuses import Status
+from app.models import PurchaseExecution
+from app.services.identity import principal_for
+
+
+class HomeView(LoginRequiredMixin, AdminIndexView):
+    """The landing page: who is signed in, and how many executions are in each state."""
+
+    @expose("/")
+    def index(self) -> str:
+        counts = dict(
+            db.session.execute(
+                select(PurchaseExecution.status, func.count()).group_by(PurchaseExecution.status)
+            ).tuples()
+        )
+        return self.render(
+            "panel/home.html",
+            counts=[(status.value, counts.get(status.value, 0)) for status in Status],
+            principal=principal_for(current_user),
+        )
+
+
+class PurchaseHistoryView(LoginRequiredMixin, ModelView):
+    """Purchase History: newest first, read-only (row actions come with their services)."""
+
+    form_base_class = FlaskForm  # one CSRF mechanism: Flask-WTF's
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    page_size = 50
+    column_default_sort = ("created_at", True)
+    column_list = (
+        "created_at",
+        "status",
+        "execution_id",
+        "total_upfront_cost",
+        "estimated_savings",
+        "retry_attempt_n",
+        "error",
+    )
+    column_filters = ("status",)
+    column_labels = {"retry_attempt_n": "Attempt", "execution_id": "Execution"}

@@ -1,0 +1,159 @@
+"""Settings read from the environment (and an optional `.env`), validated once.
+
+Every setting of SPEC section 6 lives here with its embedded default. Nothing is read
+at import time: `Settings.from_env()` is called by `create_app` (or by a test with its
+own mapping), and a missing or unusable value raises `ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_APP_BASE_URL = "http://127.0.0.1:5000"
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or unusable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The product's configuration. Construct with `from_env`, or directly in tests."""
+
+    database_url: str
+    redis_url: str = DEFAULT_REDIS_URL
+    secret_key: str | None = None
+    app_base_url: str = DEFAULT_APP_BASE_URL
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    from_email: str | None = None
+    retry_threshold: int = 5
+    grace_period_days: int = 7
+    approval_token_ttl_hours: int = 168
+    require_different_approver: bool = False
+    reaper_minutes: int = 10
+    # Extra ops hints, "substring=hint" pairs separated by ";" in OPS_HINTS_EXTRA.
+    ops_hints_extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise `ConfigError` on the first bad one."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        settings = cls(
+            database_url=normalize_database_url(
+                env.get("DATABASE_URL") or default_sqlite_url(), "DATABASE_URL"
+            ),
+            redis_url=reader.url("REDIS_URL", DEFAULT_REDIS_URL, schemes={"redis", "rediss"}),
+            secret_key=env.get("SECRET_KEY") or None,
+            app_base_url=reader.url(
+                "APP_BASE_URL", DEFAULT_APP_BASE_URL, schemes={"http", "https"}
+            ).rstrip("/"),
+            smtp_host=env.get("SMTP_HOST") or "127.0.0.1",
+            smtp_port=reader.integer("SMTP_PORT", 25, minimum=1, maximum=65535),
+            smtp_username=env.get("SMTP_USERNAME") or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+            smtp_starttls=reader.boolean("SMTP_STARTTLS", False),
+            from_email=env.get("FROM_EMAIL") or None,
+            retry_threshold=reader.integer("RETRY_THRESHOLD", 5, minimum=1),
+            grace_period_days=reader.integer("GRACE_PERIOD_DAYS", 7, minimum=0),
+            approval_token_ttl_hours=reader.integer("APPROVAL_TOKEN_TTL_HOURS", 168, minimum=1),
+            require_different_approver=reader.boolean("REQUIRE_DIFFERENT_APPROVER", False),
+            reaper_minutes=reader.integer("REAPER_MINUTES", 10, minimum=1),
+            ops_hints_extra=parse_ops_hints(env.get("OPS_HINTS_EXTRA", "")),
+        )
+        if settings.smtp_password and not settings.smtp_username:
+            raise ConfigError("SMTP_PASSWORD is set but SMTP_USERNAME is not")
+        return settings
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (tests and scripts)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+
+def default_sqlite_url() -> str:
+    """The embedded default database: a SQLite file under `instance/`."""
+    return f"sqlite:///{INSTANCE_DIR / 'commitments.db'}"
+
+
+def normalize_database_url(raw: str, name: str = "DATABASE_URL") -> str:
+    """Accept `postgres://`, `postgresql://` or `sqlite://` URLs; pin the psycopg 3 driver."""
+    try:
+        url: URL = make_url(raw)
+    except ArgumentError as exc:
+        raise ConfigError(f"{name} is not a database URL: {raw!r}") from exc
+    backend = url.get_backend_name()
+    if backend in {"postgres", "postgresql"}:
+        url = url.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise ConfigError(f"{name} must be a PostgreSQL or SQLite URL, got {backend!r}")
+    return url.render_as_string(hide_password=False)
+
+
+def parse_ops_hints(raw: str) -> tuple[tuple[str, str], ...]:
+    """Parse `OPS_HINTS_EXTRA`: `substring=hint;substring=hint`."""
+    pairs: list[tuple[str, str]] = []
+    for chunk in filter(None, (part.strip() for part in raw.split(";"))):
+        substring, sep, hint = chunk.partition("=")
+        if not sep or not substring.strip() or not hint.strip():
+            raise ConfigError(
+                f"OPS_HINTS_EXTRA entries must look like 'substring=hint', got {chunk!r}"
+            )
+        pairs.append((substring.strip(), hint.strip()))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class _Reader:
+    env: Mapping[str, str]
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise ConfigError(f"{name} must be {bounds}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+    def url(self, name: str, default: str, *, schemes: set[str]) -> str:
+        raw = (self.env.get(name) or default).strip()
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.netloc:
+            wanted = " or ".join(sorted(f"{s}://" for s in schemes))
+            raise ConfigError(f"{name} must be a {wanted} URL, got {raw!r}")
+        return raw

@@ -1,0 +1,61 @@
+"""Cloud accounts and purchase plans: where a purchase runs, and the ramp it belongs to."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, Integer, Numeric, String, Uuid, false, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime, new_uuid
+
+PROVIDERS = ("aws", "azure", "gcp")
+
+
+class CloudAccount(Base):
+    __tablename__ = "cloud_accounts"
+    __table_args__ = (
+        CheckConstraint("provider IN ('aws', 'azure', 'gcp')", name="provider_known"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+    def __repr__(self) -> str:
+        return f"<CloudAccount {self.provider}:{self.name}>"
+
+
+class PurchasePlan(Base):
+    """A ramp: buy `percent_per_step` of the recommendation every `step_interval_days`."""
+
+    __tablename__ = "purchase_plans"
+    __table_args__ = (
+        CheckConstraint("total_steps >= 1", name="total_steps_positive"),
+        CheckConstraint(
+            "current_step >= 0 AND current_step <= total_steps", name="current_step_in_range"
+        ),
+        CheckConstraint(
+            "percent_per_step > 0 AND percent_per_step <= 100", name="percent_per_step_in_range"
+        ),
+        CheckConstraint("step_interval_days >= 1", name="step_interval_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(200))
+    auto_purchase: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), default=True)
+    current_step: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    total_steps: Mapped[int] = mapped_column(Integer, server_default=text("1"), default=1)
+    percent_per_step: Mapped[float] = mapped_column(
+        Numeric(5, 2), server_default=text("100"), default=100
+    )
+    step_interval_days: Mapped[int] = mapped_column(Integer, server_default=text("7"), default=7)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+    def __repr__(self) -> str:
+        return f"<PurchasePlan {self.name}>"

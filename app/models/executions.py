@@ -1,0 +1,131 @@
+"""Purchase executions and the suppressions that keep a recommendation from being bought twice."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, JSONDocument, UTCDateTime, new_uuid
+from app.domain.statuses import Status, sql_in_list
+
+
+class PurchaseExecution(Base):
+    """One buy: it waits for approval, runs against the provider, and ends.
+
+    Every column outside the SPEC's plain INSERT has a server default, so operators and
+    outside tools can insert rows with SQL alone.
+    """
+
+    __tablename__ = "purchase_executions"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({sql_in_list()})", name="status_known"),
+        CheckConstraint("retry_attempt_n >= 0", name="retry_attempt_n_non_negative"),
+        CheckConstraint("step_number >= 1", name="step_number_positive"),
+        # One successor per failed row: concurrent retries race on this index.
+        Index(
+            "uq_purchase_executions_retry_execution_id",
+            "retry_execution_id",
+            unique=True,
+            postgresql_where=text("retry_execution_id IS NOT NULL"),
+            sqlite_where=text("retry_execution_id IS NOT NULL"),
+        ),
+        # History pages: newest first, with the id as the cursor's tie-breaker.
+        Index("ix_purchase_executions_created_at_id", "created_at", "execution_id"),
+        Index("ix_purchase_executions_status_created_at", "status", "created_at"),
+        Index("ix_purchase_executions_created_by_user_id", "created_by_user_id"),
+        Index("ix_purchase_executions_cloud_account_id", "cloud_account_id"),
+        Index("ix_purchase_executions_plan_id", "plan_id"),
+    )
+
+    execution_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    plan_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("purchase_plans.id", ondelete="SET NULL")
+    )
+    step_number: Mapped[int] = mapped_column(Integer, server_default=text("1"), default=1)
+    cloud_account_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("cloud_accounts.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(
+        String(32), server_default=Status.PENDING.value, default=Status.PENDING.value
+    )
+    recommendations: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONDocument, server_default=text("'[]'"), default=list
+    )
+    total_upfront_cost: Mapped[Decimal] = mapped_column(
+        Numeric(12, 2), server_default=text("0"), default=Decimal("0")
+    )
+    estimated_savings: Mapped[Decimal] = mapped_column(
+        Numeric(12, 2), server_default=text("0"), default=Decimal("0")
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    approved_by: Mapped[str | None] = mapped_column(String(320))
+    cancelled_by: Mapped[str | None] = mapped_column(String(320))
+    retry_execution_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("purchase_executions.execution_id", ondelete="SET NULL")
+    )
+    retry_attempt_n: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    approval_token_hash: Mapped[str | None] = mapped_column(String(128))
+    approval_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notification_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, server_default=func.now(), onupdate=func.now()
+    )
+
+    def __repr__(self) -> str:
+        return f"<PurchaseExecution {self.execution_id} {self.status}>"
+
+
+class PurchaseSuppression(Base):
+    """Hides matching recommendations from new purchases while an execution is in flight."""
+
+    __tablename__ = "purchase_suppressions"
+    __table_args__ = (
+        UniqueConstraint(
+            "execution_id",
+            "account_id",
+            "provider",
+            "service",
+            "region",
+            "resource_type",
+            "engine",
+            name="uq_purchase_suppressions_scope",
+        ),
+        CheckConstraint("suppressed_count > 0", name="suppressed_count_positive"),
+        Index("ix_purchase_suppressions_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("purchase_executions.execution_id", ondelete="CASCADE")
+    )
+    account_id: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(16))
+    service: Mapped[str] = mapped_column(String(100))
+    region: Mapped[str] = mapped_column(String(100))
+    resource_type: Mapped[str] = mapped_column(String(200))
+    engine: Mapped[str] = mapped_column(String(100), server_default=text("''"), default="")
+    suppressed_count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())

@@ -1,0 +1,261 @@
+"""`flask demo seed`: a small world with an execution in every state.
+
+Includes failed rows with and without ops hints, at and under the retry threshold,
+and an already-retried chain, so every branch of the panel has something to show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.domain.statuses import IN_FLIGHT, Status
+from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
+from app.services.identity import create_user, find_user_by_email
+
+DEMO_PASSWORD = "demo-password"  # noqa: S105  (printed for demo logins)
+DEMO_USERS = (
+    ("admin@example.com", "Administrators"),
+    ("purchaser@example.com", "Purchasers"),
+    ("alice@example.com", None),
+    ("viewer@example.com", "Read-only"),
+)
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    logins: list[tuple[str, str]]
+    accounts: list[CloudAccount]
+    executions: int
+
+
+def seed(session: Session, *, now: datetime) -> SeedResult | None:
+    """Add the demo world, or return None if it is already there."""
+    if find_user_by_email(session, DEMO_USERS[0][0]) is not None:
+        return None
+    users = {
+        email: create_user(session, email, DEMO_PASSWORD, [group] if group else [])
+        for email, group in DEMO_USERS
+    }
+    aws = CloudAccount(
+        name="Production AWS",
+        provider="aws",
+        external_id="123456789012",
+        contact_email="finops@example.com",
+    )
+    azure = CloudAccount(
+        name="Analytics Azure",
+        provider="azure",
+        external_id="0f3c8a52-7d1e-4b8e-9a51-1c2d3e4f5a6b",
+        contact_email="finops@example.com",
+    )
+    gcp = CloudAccount(
+        name="Data GCP",
+        provider="gcp",
+        external_id="data-platform-prod",
+        contact_email=None,
+    )
+    plan = PurchasePlan(
+        name="EC2 ramp 2027",
+        auto_purchase=False,
+        enabled=True,
+        current_step=1,
+        total_steps=4,
+        percent_per_step=25,
+        step_interval_days=30,
+    )
+    session.add_all([aws, azure, gcp, plan])
+    session.flush()
+
+    alice, purchaser = users["alice@example.com"], users["purchaser@example.com"]
+    rows = [
+        _execution(aws, alice, Status.PENDING, now, hours_ago=2, plan=plan),
+        _execution(aws, None, Status.PENDING, now, hours_ago=1),
+        _execution(gcp, alice, Status.APPROVED, now, hours_ago=3, approved_by=alice.email),
+        _execution(aws, purchaser, Status.RUNNING, now, hours_ago=4, approved_by=purchaser.email),
+        _execution(aws, purchaser, Status.COMPLETED, now, hours_ago=48, plan=plan, done=True),
+        _execution(
+            azure,
+            alice,
+            Status.PARTIALLY_COMPLETED,
+            now,
+            hours_ago=30,
+            done=True,
+            error="1 of 2 purchases failed: InsufficientCapacity",
+        ),
+        _execution(aws, alice, Status.CANCELLED, now, hours_ago=20, cancelled_by=purchaser.email),
+        _execution(gcp, None, Status.EXPIRED, now, hours_ago=24 * 10),
+        _execution(
+            aws,
+            alice,
+            Status.FAILED,
+            now,
+            hours_ago=5,
+            error="Throttling: Rate exceeded (retry later)",
+        ),
+        _execution(
+            aws,
+            alice,
+            Status.FAILED,
+            now,
+            hours_ago=6,
+            error="FROM_EMAIL not configured for this deployment",
+        ),
+        _execution(
+            aws,
+            purchaser,
+            Status.FAILED,
+            now,
+            hours_ago=7,
+            error="IAM denied: ec2:PurchaseReservedInstancesOffering",
+        ),
+        _execution(
+            aws,
+            alice,
+            Status.FAILED,
+            now,
+            hours_ago=8,
+            attempt=4,
+            error="InternalError: provider timed out",
+        ),
+        _execution(
+            aws,
+            alice,
+            Status.FAILED,
+            now,
+            hours_ago=9,
+            attempt=5,
+            error="InternalError: provider timed out",
+        ),
+        _execution(
+            gcp,
+            None,
+            Status.FAILED,
+            now,
+            hours_ago=10,
+            error="legacy scheduler run: quota exceeded",
+        ),
+        _execution(
+            azure,
+            alice,
+            Status.FAILED,
+            now,
+            hours_ago=11,
+            error="ReservationOrder conflict: order already exists",
+        ),
+    ]
+    # An already-retried chain: failed -> failed -> pending.
+    first = _execution(
+        aws,
+        alice,
+        Status.FAILED,
+        now,
+        hours_ago=12,
+        plan=plan,
+        error="ServiceUnavailable: try again",
+    )
+    second = _execution(
+        aws,
+        alice,
+        Status.FAILED,
+        now,
+        hours_ago=11,
+        plan=plan,
+        attempt=1,
+        error="ServiceUnavailable: try again",
+    )
+    third = _execution(aws, alice, Status.PENDING, now, hours_ago=10, plan=plan, attempt=2)
+    session.add_all([*rows, first, second, third])
+    session.flush()
+    first.retry_execution_id, second.retry_execution_id = second.execution_id, third.execution_id
+    session.flush()
+    return SeedResult(
+        logins=[(email, group or "defaults only") for email, group in DEMO_USERS],
+        accounts=[aws, azure, gcp],
+        executions=len(rows) + 3,
+    )
+
+
+def _recommendations(account: CloudAccount) -> list[dict[str, Any]]:
+    service, resource_type, engine = {
+        "aws": ("rds", "db.r6g.large", "postgres"),
+        "azure": ("virtual-machines", "Standard_D4s_v5", ""),
+        "gcp": ("compute", "n2-standard-8", ""),
+    }[account.provider]
+    region = {"aws": "us-east-1", "azure": "westeurope", "gcp": "europe-west1"}[account.provider]
+    return [
+        {
+            "provider": account.provider,
+            "service": service,
+            "region": region,
+            "resource_type": resource_type,
+            "engine": engine,
+            "account_id": account.external_id,
+            "count": 2,
+            "term_years": 1,
+            "payment_option": "no_upfront",
+            "upfront_cost": 0.0,
+            "monthly_savings": 180.5,
+            "selected": True,
+            "error": None,
+            "purchased": False,
+            "purchase_id": None,
+        },
+        {
+            "provider": account.provider,
+            "service": "savings-plans" if account.provider == "aws" else service,
+            "region": region,
+            "resource_type": "compute",
+            "engine": "",
+            "account_id": account.external_id,
+            "count": 1,
+            "term_years": 3,
+            "payment_option": "all_upfront",
+            "upfront_cost": 12000.0,
+            "monthly_savings": 540.0,
+            "selected": True,
+            "error": None,
+            "purchased": False,
+            "purchase_id": None,
+        },
+    ]
+
+
+def _execution(
+    account: CloudAccount,
+    creator: User | None,
+    status: Status,
+    now: datetime,
+    *,
+    hours_ago: float,
+    plan: PurchasePlan | None = None,
+    attempt: int = 0,
+    error: str | None = None,
+    approved_by: str | None = None,
+    cancelled_by: str | None = None,
+    done: bool = False,
+) -> PurchaseExecution:
+    created = now - timedelta(hours=hours_ago)
+    recommendations = _recommendations(account)
+    return PurchaseExecution(
+        plan_id=plan.id if plan else None,
+        step_number=plan.current_step if plan else 1,
+        cloud_account_id=account.id,
+        status=status.value,
+        recommendations=recommendations,
+        total_upfront_cost=Decimal(str(sum(r["upfront_cost"] for r in recommendations))),
+        estimated_savings=Decimal(str(sum(r["monthly_savings"] for r in recommendations) * 12)),
+        error=error,
+        created_by_user_id=creator.id if creator else None,
+        approved_by=approved_by,
+        cancelled_by=cancelled_by,
+        retry_attempt_n=attempt,
+        completed_at=created + timedelta(minutes=5) if done else None,
+        created_at=created,
+        # In-flight rows look freshly touched, or the reaper would fail them at once.
+        updated_at=now if status in IN_FLIGHT else created,
+    )

@@ -1,0 +1,32 @@
+"""Beat's housekeeping tasks. Thin: the rules live in `app.services.maintenance`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.exc import OperationalError
+
+from app import get_settings
+from app.db import unit_of_work, utcnow
+from app.services import maintenance
+from tasks.worker import celery
+
+_TRANSIENT = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 5}
+
+
+@celery.task(name="maintenance.expire_pending_executions", **_TRANSIENT)
+def expire_pending_executions() -> list[str]:
+    """Expire `pending` executions older than the approval TTL."""
+    ttl = timedelta(hours=get_settings().approval_token_ttl_hours)
+    with unit_of_work() as session:
+        expired = maintenance.expire_pending(session, now=utcnow(), ttl=ttl)
+    return [str(execution_id) for execution_id in expired]
+
+
+@celery.task(name="maintenance.reap_stuck_executions", **_TRANSIENT)
+def reap_stuck_executions() -> list[str]:
+    """Fail `approved`/`running` executions with no progress for `REAPER_MINUTES`."""
+    after = timedelta(minutes=get_settings().reaper_minutes)
+    with unit_of_work() as session:
+        reaped = maintenance.reap_stuck(session, now=utcnow(), after=after)
+    return [str(execution_id) for execution_id in reaped]
