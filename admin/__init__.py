@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from flask import Blueprint, Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
@@ -20,9 +22,13 @@ def init_admin(app: Flask) -> Admin:
         index_view=HomeView(name="Home", url="/admin"),
         theme=Bootstrap4Theme(base_template="panel/base.html"),
     )
-    panel.add_view(
-        PurchaseHistoryView(
-            PurchaseExecution, db.session, name="Purchase History", endpoint="purchases"
+    with warnings.catch_warnings():
+        # Flask-Admin 2.2 unwraps only Flask-SQLAlchemy's `db` object; ours is plain
+        # SQLAlchemy, so the scoped session is the supported thing to hand it.
+        warnings.filterwarnings("ignore", "Passing a session object", DeprecationWarning)
+        panel.add_view(
+            PurchaseHistoryView(
+                PurchaseExecution, db.session, name="Purchase History", endpoint="purchases"
+            )
         )
-    )
     return panel

@@ -20,11 +20,10 @@ class HomeView(LoginRequiredMixin, AdminIndexView):
 
     @expose("/")
     def index(self) -> str:
-        counts = dict(
-            db.session.execute(
-                select(PurchaseExecution.status, func.count()).group_by(PurchaseExecution.status)
-            ).tuples()
+        rows = db.session.execute(
+            select(PurchaseExecution.status, func.count()).group_by(PurchaseExecution.status)
         )
+        counts = {status: count for status, count in rows}
         return self.render(
             "panel/home.html",
             counts=[(status.value, counts.get(status.value, 0)) for status in Status],

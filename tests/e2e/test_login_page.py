@@ -1,0 +1,101 @@
+"""The server-rendered login page and the panel's access control, over HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.domain.statuses import Status
+from tests.factories import PASSWORD, make_execution, make_user
+
+
+@pytest.fixture
+def client(app, db_session, redis_db):
+    return app.test_client()
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html
+    )
+    assert match, "no csrf_token field in the page"
+    return match.group(1)
+
+
+def page_login(client, email, password, next_url=None):
+    page = client.get("/login")
+    form = {"email": email, "password": password, "csrf_token": csrf_from(page.text)}
+    url = f"/login?next={next_url}" if next_url else "/login"
+    return client.post(url, data=form)
+
+
+def test_the_panel_sends_anonymous_users_to_login_and_back(client, db_session):
+    make_user(db_session, "bea@example.com")
+    response = client.get("/admin/purchases/?page=0")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+    signed_in = page_login(client, "bea@example.com", PASSWORD, next_url="/admin/purchases/")
+    assert signed_in.status_code == 302
+    assert signed_in.headers["Location"] == "/admin/purchases/"
+
+
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.example.com/", "//evil.example.com/", "/\\evil.example.com"]
+)
+def test_next_never_leaves_the_site(client, db_session, next_url):
+    make_user(db_session, "cy@example.com")
+    response = page_login(client, "cy@example.com", PASSWORD, next_url=next_url)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/"
+
+
+def test_a_form_post_without_csrf_token_is_refused(client, db_session):
+    make_user(db_session, "di@example.com")
+    response = client.post("/login", data={"email": "di@example.com", "password": PASSWORD})
+    assert response.status_code == 400
+    assert client.get("/admin/").status_code == 302  # not signed in
+
+
+def test_wrong_password_shows_the_generic_message(client, db_session):
+    make_user(db_session, "ed@example.com")
+    response = page_login(client, "ed@example.com", "nope nope nope")
+    assert response.status_code == 401
+    assert "Invalid email or password." in response.text
+
+
+def test_logout_is_a_post_with_csrf(client, db_session):
+    make_user(db_session, "flo@example.com")
+    page_login(client, "flo@example.com", PASSWORD)
+    assert client.get("/logout").status_code == 405
+    home = client.get("/admin/")
+    assert home.status_code == 200
+    response = client.post("/logout", data={"csrf_token": csrf_from(home.text)})
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 302
+
+
+def test_purchase_history_lists_executions_newest_first(client, db_session):
+    user = make_user(db_session, "gus@example.com")
+    older = make_execution(db_session, Status.FAILED, created_by=user, error="older one")
+    newer = make_execution(db_session, Status.PENDING, created_by=user)
+    page_login(client, user.email, PASSWORD)
+    html = client.get("/admin/purchases/").text
+    assert str(older.execution_id) in html and str(newer.execution_id) in html
+    assert html.index(str(newer.execution_id)) < html.index(str(older.execution_id))
+
+
+def test_error_text_is_escaped(client, db_session):
+    user = make_user(db_session)
+    make_execution(db_session, Status.FAILED, created_by=user, error="<script>alert(1)</script>")
+    page_login(client, user.email, PASSWORD)
+    html = client.get("/admin/purchases/").text
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_purchase_history_cannot_be_changed_through_the_panel(client, db_session):
+    user = make_user(db_session, groups=("Administrators",))
+    page_login(client, user.email, PASSWORD)
+    assert client.get("/admin/purchases/new/").status_code in {302, 403, 404}
+    assert client.get("/admin/purchases/edit/?id=x").status_code in {302, 403, 404}

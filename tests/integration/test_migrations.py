@@ -1,0 +1,144 @@
+"""The schema comes from Alembic, never `create_all`, and matches the models exactly."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Flask
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import Uuid, bindparam, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from app import MIGRATIONS_DIR, create_app
+from app.config import Settings
+from app.db import Base, db
+from tests.conftest import create_database, drop_database
+
+PLAIN_INSERT = text(
+    "INSERT INTO purchase_executions (execution_id, status, recommendations, error,"
+    " created_by_user_id, retry_attempt_n, cloud_account_id, plan_id, step_number)"
+    " VALUES (:id, 'failed', '[]', 'boom', NULL, 0, NULL, NULL, 1)"
+).bindparams(bindparam("id", type_=Uuid))
+
+
+@pytest.fixture
+def fresh_app(postgres_admin_url: str, settings: Settings) -> Iterator[Flask]:
+    """An app on its own empty PostgreSQL database, for migrating up and down."""
+    url = create_database(postgres_admin_url, "ccp_migrate")
+    app = create_app(settings.with_overrides(database_url=url))
+    try:
+        yield app
+    finally:
+        app.extensions["database"].engine.dispose()
+        drop_database(postgres_admin_url, url)
+        # create_app rebinds the shared session and Celery app: give them back.
+        create_app(settings)
+
+
+def table_names(app: Flask) -> set[str]:
+    with app.app_context():
+        return set(inspect(db.engine).get_table_names())
+
+
+def test_exactly_one_head():
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    assert len(script.get_heads()) == 1
+
+
+def test_upgrade_downgrade_upgrade(fresh_app: Flask):
+    expected = {table.name for table in Base.metadata.sorted_tables} | {"alembic_version"}
+    with fresh_app.app_context():
+        upgrade()
+        assert table_names(fresh_app) == expected
+        downgrade(revision="base")
+        assert table_names(fresh_app) == {"alembic_version"}
+        upgrade()
+        assert table_names(fresh_app) == expected
+
+
+def test_migrated_schema_matches_the_models(app: Flask, db_session):
+    with app.app_context(), db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_seeded_groups(db_session):
+    rows = db_session.execute(
+        text("SELECT name, permissions, restricts_defaults FROM groups ORDER BY name")
+    ).all()
+    assert [(r.name, sorted(r.permissions), r.restricts_defaults) for r in rows] == [
+        ("Administrators", ["admin:*"], False),
+        (
+            "Purchasers",
+            ["approve-any:purchases", "cancel-any:purchases", "retry-any:purchases"],
+            False,
+        ),
+        ("Read-only", ["view:purchases"], True),
+    ]
+
+
+def test_the_plain_insert_of_the_spec_works(db_session):
+    execution_id = uuid.uuid4()
+    db_session.execute(PLAIN_INSERT, {"id": execution_id})
+    row = db_session.execute(
+        text(
+            "SELECT total_upfront_cost, estimated_savings, retry_attempt_n, retry_execution_id,"
+            " created_at, updated_at, approved_by FROM purchase_executions"
+            " WHERE execution_id = :id"
+        ),
+        {"id": execution_id},
+    ).one()
+    assert row.total_upfront_cost == 0
+    assert row.estimated_savings == 0
+    assert row.retry_attempt_n == 0
+    assert row.retry_execution_id is None
+    assert row.created_at is not None and row.updated_at is not None
+
+
+def test_only_one_row_may_point_at_a_successor(db_session):
+    """The partial unique index that makes concurrent retries create one successor."""
+    successor, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for execution_id in (successor, first, second):
+        db_session.execute(PLAIN_INSERT, {"id": execution_id})
+    link = text("UPDATE purchase_executions SET retry_execution_id = :s WHERE execution_id = :id")
+    db_session.execute(link, {"s": successor, "id": first})
+    unique_index = "uq_purchase_executions_retry_execution_id"
+    with pytest.raises(IntegrityError, match=unique_index), db_session.begin_nested():
+        db_session.execute(link, {"s": successor, "id": second})
+
+
+def test_emails_are_stored_lower_case(db_session):
+    with pytest.raises(IntegrityError, match="email_lower_case"), db_session.begin_nested():
+        db_session.execute(
+            text(
+                "INSERT INTO users (id, email, password_hash)"
+                " VALUES (:id, 'Mixed@Example.com', 'x')"
+            ),
+            {"id": uuid.uuid4()},
+        )
+
+
+def test_embedded_sqlite_default_migrates_in_wal_mode(tmp_path: Path, settings: Settings):
+    path = tmp_path / "embedded.db"
+    app = create_app(settings.with_overrides(database_url=f"sqlite:///{path}"))
+    try:
+        with app.app_context():
+            upgrade()
+            db.session.execute(PLAIN_INSERT, {"id": uuid.uuid4()})
+            db.session.commit()
+            assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 10000
+            assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+            assert table_names(app) >= {"purchase_executions", "purchase_suppressions"}
+    finally:
+        app.extensions["database"].engine.dispose()
+        create_app(settings)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT count(*) FROM groups").fetchone()[0] == 3

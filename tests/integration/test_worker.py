@@ -1,0 +1,92 @@
+"""Beat's maintenance tasks, run by a real Celery worker consuming from Redis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.db import unit_of_work, utcnow
+from app.domain.statuses import Status
+from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression
+from tasks.maintenance import expire_pending_executions, reap_stuck_executions
+from tests.factories import make_execution
+
+pytestmark = pytest.mark.worker
+
+
+def status_of(session, execution_id) -> str:
+    session.expire_all()
+    return session.get(PurchaseExecution, execution_id).status
+
+
+def test_tasks_have_stable_readable_names_and_queues(app):
+    celery_app = app.extensions["celery"]
+    assert "maintenance.expire_pending_executions" in celery_app.tasks
+    assert "maintenance.reap_stuck_executions" in celery_app.tasks
+    route = celery_app.amqp.router.route({}, "maintenance.expire_pending_executions")
+    assert route["queue"].name == "maintenance"
+
+
+def test_worker_configuration_is_at_least_once_and_json_only(app):
+    conf = app.extensions["celery"].conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.worker_send_task_events and conf.task_send_sent_event
+    limit = conf.task_time_limit
+    assert conf.broker_transport_options["visibility_timeout"] > limit + 30 * 60
+
+
+def test_the_worker_expires_old_pending_rows(committed_db, celery_worker, settings):
+    ttl = timedelta(hours=settings.approval_token_ttl_hours)
+    now = utcnow()
+    with unit_of_work() as session:
+        old = make_execution(session, Status.PENDING, created_at=now - ttl - timedelta(minutes=1))
+        fresh = make_execution(session, Status.PENDING, created_at=now - ttl + timedelta(hours=1))
+        old_failed = make_execution(session, Status.FAILED, created_at=now - 2 * ttl)
+        session.add(
+            PurchaseSuppression(
+                execution_id=old.execution_id,
+                account_id="123",
+                provider="aws",
+                service="ec2",
+                region="us-east-1",
+                resource_type="m5.large",
+                suppressed_count=2,
+                expires_at=now + timedelta(days=7),
+            )
+        )
+        ids = (old.execution_id, fresh.execution_id, old_failed.execution_id)
+
+    expired = expire_pending_executions.delay().get(timeout=30)
+
+    assert expired == [str(ids[0])]
+    assert [status_of(committed_db, i) for i in ids] == ["expired", "pending", "failed"]
+    assert committed_db.scalars(select(PurchaseSuppression)).all() == []
+    event = committed_db.scalars(select(AuditEvent)).one()
+    assert (event.action, event.execution_id, event.actor_email) == (
+        "execution.expired",
+        ids[0],
+        "system",
+    )
+
+
+def test_the_worker_reaps_stuck_in_flight_rows(committed_db, celery_worker, settings):
+    stale = utcnow() - timedelta(minutes=settings.reaper_minutes + 1)
+    with unit_of_work() as session:
+        stuck_running = make_execution(session, Status.RUNNING, updated_at=stale)
+        stuck_approved = make_execution(session, Status.APPROVED, updated_at=stale)
+        busy = make_execution(session, Status.RUNNING)
+        stale_pending = make_execution(session, Status.PENDING, updated_at=stale)
+        ids = [r.execution_id for r in (stuck_running, stuck_approved, busy, stale_pending)]
+
+    reaped = reap_stuck_executions.delay().get(timeout=30)
+
+    assert sorted(reaped) == sorted(str(i) for i in ids[:2])
+    assert [status_of(committed_db, i) for i in ids] == ["failed", "failed", "running", "pending"]
+    row = committed_db.get(PurchaseExecution, ids[0])
+    assert row.error.startswith("reaped: no progress for more than")
+    actions = sorted(e.action for e in committed_db.scalars(select(AuditEvent)))
+    assert actions == ["execution.reaped", "execution.reaped"]
