@@ -20,7 +20,7 @@ def init_admin(app: Flask) -> Admin:
         app,
         name="Commitment purchases",
         index_view=HomeView(name="Home", url="/admin"),
-        theme=Bootstrap4Theme(base_template="panel/base.html"),
+        theme=Bootstrap4Theme(base_template="panel/base.html", fluid=True),
     )
     with warnings.catch_warnings():
         # Flask-Admin 2.2 unwraps only Flask-SQLAlchemy's `db` object; ours is plain

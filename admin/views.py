@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_login import current_user
@@ -31,6 +34,10 @@ class HomeView(LoginRequiredMixin, AdminIndexView):
         )
 
 
+def format_timestamp(_view: Any, value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 class PurchaseHistoryView(LoginRequiredMixin, ModelView):
     """Purchase History: newest first, read-only (row actions come with their services)."""
 
@@ -50,5 +57,26 @@ class PurchaseHistoryView(LoginRequiredMixin, ModelView):
         "retry_attempt_n",
         "error",
     )
+    column_details_list = (
+        "execution_id",
+        "status",
+        "created_at",
+        "updated_at",
+        "created_by_user_id",
+        "cloud_account_id",
+        "plan_id",
+        "step_number",
+        "total_upfront_cost",
+        "estimated_savings",
+        "retry_attempt_n",
+        "retry_execution_id",
+        "approved_by",
+        "cancelled_by",
+        "notification_sent_at",
+        "completed_at",
+        "error",
+        "recommendations",
+    )
+    column_type_formatters = {**ModelView.column_type_formatters, datetime: format_timestamp}
     column_filters = ("status",)
     column_labels = {"retry_attempt_n": "Attempt", "execution_id": "Execution"}

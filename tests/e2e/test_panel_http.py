@@ -7,6 +7,7 @@ import re
 import pytest
 
 from app.domain.statuses import Status
+from app.services.identity import create_group
 from tests.factories import PASSWORD, make_execution, make_user
 
 
@@ -99,3 +100,32 @@ def test_purchase_history_cannot_be_changed_through_the_panel(client, db_session
     page_login(client, user.email, PASSWORD)
     assert client.get("/admin/purchases/new/").status_code in {302, 403, 404}
     assert client.get("/admin/purchases/edit/?id=x").status_code in {302, 403, 404}
+
+
+def test_the_panel_needs_view_purchases(client, db_session):
+    create_group(db_session, "Approvers only", ["approve-own:purchases"], restricts_defaults=True)
+    user = make_user(db_session, groups=("Approvers only",))
+    make_execution(db_session, Status.FAILED, created_by=user, error="secret-ish error")
+    page_login(client, user.email, PASSWORD)
+    for path in ("/admin/", "/admin/purchases/"):
+        response = client.get(path)
+        assert response.status_code == 403
+        assert "view:purchases" in response.text
+        assert "secret-ish error" not in response.text
+
+
+def test_read_only_users_may_view(client, db_session):
+    viewer = make_user(db_session, groups=("Read-only",))
+    page_login(client, viewer.email, PASSWORD)
+    assert client.get("/admin/purchases/").status_code == 200
+
+
+def test_details_never_show_the_approval_token_hash(client, db_session):
+    user = make_user(db_session)
+    row = make_execution(db_session, Status.PENDING, created_by=user, approval_token_hash="f" * 64)
+    page_login(client, user.email, PASSWORD)
+    response = client.get(f"/admin/purchases/details/?id={row.execution_id}")
+    assert response.status_code == 200
+    assert str(row.execution_id) in response.text
+    assert "f" * 64 not in response.text
+    assert "Approval Token" not in response.text
