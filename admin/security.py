@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from flask import redirect, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from app.auth.session import safe_next_url
+from app.auth.session import redirect_to_login
 from app.domain.rbac import Action, authorize
 from app.services.identity import principal_for
 
@@ -38,8 +37,7 @@ class LoginRequiredMixin:
         if current_user.is_authenticated:
             needed = "admin:*" if self.admin_only else f"{self.required_action.value}:purchases"
             return Response(f"Forbidden: this page needs the {needed} permission.", status=403)
-        next_path = request.full_path if request.query_string else request.path
-        return redirect(url_for("auth.login", next=safe_next_url(next_path)))
+        return redirect_to_login()
 
 
 class AdminRequiredMixin(LoginRequiredMixin):

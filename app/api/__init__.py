@@ -7,8 +7,8 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from app.auth.session import is_api_request
 from app.domain.errors import DomainError
+from app.http import is_api_request, render_domain_error
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -20,12 +20,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(DomainError, render_domain_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
-
-
-def render_domain_error(error: DomainError) -> Response:
-    response = jsonify(error.as_dict())
-    response.status_code = error.status
-    return response
 
 
 def _csrf_error(error: CSRFError) -> Response | CSRFError:

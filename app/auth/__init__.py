@@ -6,16 +6,16 @@ one lockout and one CSRF token.
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, redirect, request, url_for
+from flask import Flask
 from werkzeug.wrappers import Response
 
-from app.auth.session import is_api_request, safe_next_url
+from app.auth.session import redirect_to_login
 from app.auth.views import blueprint
 from app.db import db
+from app.domain.errors import DomainError
 from app.extensions import login_manager
+from app.http import is_api_request, render_domain_error
 from app.services.identity import load_active_user
-
-__all__ = ["init_app", "safe_next_url"]
 
 
 def init_app(app: Flask) -> None:
@@ -28,8 +28,5 @@ def init_app(app: Flask) -> None:
 
 def _unauthorized() -> Response:
     if is_api_request():
-        response = jsonify(error="authentication required")
-        response.status_code = 401
-        return response
-    next_path = request.full_path if request.query_string else request.path
-    return redirect(url_for("auth.login", next=next_path))
+        return render_domain_error(DomainError(401, "authentication required"))
+    return redirect_to_login()

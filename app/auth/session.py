@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from flask import request, session
+from flask import redirect, request, session, url_for
 from flask_login import login_user, logout_user
+from werkzeug.wrappers import Response
 
 from app.db import unit_of_work, utcnow
 from app.extensions import get_redis
@@ -48,5 +49,7 @@ def safe_next_url(target: str | None) -> str | None:
     return target
 
 
-def is_api_request() -> bool:
-    return request.path == "/api" or request.path.startswith("/api/")
+def redirect_to_login() -> Response:
+    """Send the browser to the login page, to come back here once signed in."""
+    here = request.full_path if request.query_string else request.path
+    return redirect(url_for("auth.login", next=safe_next_url(here)))
