@@ -1,7 +1,7 @@
 """Access control shared by every panel view, decided by the RBAC rules in app.domain.
 
-A view names what it needs (`required_action`, or admin); the decision itself is
-`app.domain.rbac.authorize`, the same function the API and the worker ask.
+A view names the action it needs; the decision, and the reason given on refusal, come
+from `app.domain.rbac.authorize`, the same function the API and the worker ask.
 """
 
 from __future__ import annotations
@@ -12,35 +12,25 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from app.auth.session import redirect_to_login
-from app.domain.rbac import Action, authorize
+from app.domain.rbac import Action, Decision, authorize
 from app.services.identity import principal_for
 
 
 class LoginRequiredMixin:
-    """Signed-in users holding `required_action` on purchases (default: view).
+    """Signed-in users allowed `required_action` on purchases (default: view).
 
     Others are sent to the login page and back if signed out, or refused with 403.
     """
 
     required_action: ClassVar[Action] = Action.VIEW
-    admin_only: ClassVar[bool] = False
+
+    def _decision(self) -> Decision:
+        return authorize(principal_for(current_user), self.required_action, None)
 
     def is_accessible(self) -> bool:
-        if not current_user.is_authenticated:
-            return False
-        principal = principal_for(current_user)
-        if self.admin_only:
-            return principal.is_admin
-        return authorize(principal, self.required_action, None).allowed
+        return bool(current_user.is_authenticated) and self._decision().allowed
 
     def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
         if current_user.is_authenticated:
-            needed = "admin:*" if self.admin_only else f"{self.required_action.value}:purchases"
-            return Response(f"Forbidden: this page needs the {needed} permission.", status=403)
+            return Response(f"Forbidden: {self._decision().reason}.", status=403)
         return redirect_to_login()
-
-
-class AdminRequiredMixin(LoginRequiredMixin):
-    """Views for holders of `admin:*` only (users, groups, accounts)."""
-
-    admin_only = True

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.domain.statuses import Status
-from app.models import CloudAccount, PurchaseExecution, User
+from app.models import PurchaseExecution, User
 from app.services.identity import create_user
 
 PASSWORD = "correct horse battery"
@@ -20,18 +20,6 @@ def make_user(session: Session, email: str | None = None, groups: tuple[str, ...
     return create_user(
         session, email or f"user-{uuid.uuid4().hex[:8]}@example.com", PASSWORD, groups
     )
-
-
-def make_account(session: Session, provider: str = "aws") -> CloudAccount:
-    account = CloudAccount(
-        name=f"{provider} account",
-        provider=provider,
-        external_id=uuid.uuid4().hex[:12],
-        contact_email="finops@example.com",
-    )
-    session.add(account)
-    session.flush()
-    return account
 
 
 def make_execution(

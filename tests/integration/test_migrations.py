@@ -12,13 +12,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
-from flask_migrate import downgrade, upgrade
 from sqlalchemy import Uuid, bindparam, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from app import MIGRATIONS_DIR, create_app
+from app import MIGRATIONS_DIR
 from app.config import Settings
-from app.db import Base, db
+from app.db import Base, build_engine, db
+from tests.commands import flask_cli
 from tests.conftest import create_database, drop_database
 
 PLAIN_INSERT = text(
@@ -29,22 +29,26 @@ PLAIN_INSERT = text(
 
 
 @pytest.fixture
-def fresh_app(postgres_admin_url: str, settings: Settings) -> Iterator[Flask]:
-    """An app on its own empty PostgreSQL database, for migrating up and down."""
+def empty_postgres(postgres_admin_url: str, settings: Settings) -> Iterator[Settings]:
+    """The test settings pointed at an empty PostgreSQL database of their own."""
     url = create_database(postgres_admin_url, "ccp_migrate")
-    app = create_app(settings.with_overrides(database_url=url))
     try:
-        yield app
+        yield settings.with_overrides(database_url=url)
     finally:
-        app.extensions["database"].engine.dispose()
         drop_database(postgres_admin_url, url)
-        # create_app rebinds the shared session and Celery app: give them back.
-        create_app(settings)
 
 
-def table_names(app: Flask) -> set[str]:
-    with app.app_context():
-        return set(inspect(db.engine).get_table_names())
+def table_names(database_url: str) -> set[str]:
+    engine = build_engine(database_url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def migrate(settings: Settings, *args: str) -> None:
+    result = flask_cli(settings, "db", *args)
+    assert result.returncode == 0, result.stderr
 
 
 def test_exactly_one_head():
@@ -52,15 +56,14 @@ def test_exactly_one_head():
     assert len(script.get_heads()) == 1
 
 
-def test_upgrade_downgrade_upgrade(fresh_app: Flask):
+def test_upgrade_downgrade_upgrade(empty_postgres: Settings):
     expected = {table.name for table in Base.metadata.sorted_tables} | {"alembic_version"}
-    with fresh_app.app_context():
-        upgrade()
-        assert table_names(fresh_app) == expected
-        downgrade(revision="base")
-        assert table_names(fresh_app) == {"alembic_version"}
-        upgrade()
-        assert table_names(fresh_app) == expected
+    migrate(empty_postgres, "upgrade")
+    assert table_names(empty_postgres.database_url) == expected
+    migrate(empty_postgres, "downgrade", "base")
+    assert table_names(empty_postgres.database_url) == {"alembic_version"}
+    migrate(empty_postgres, "upgrade")
+    assert table_names(empty_postgres.database_url) == expected
 
 
 def test_migrated_schema_matches_the_models(app: Flask, db_session):
@@ -127,18 +130,17 @@ def test_emails_are_stored_lower_case(db_session):
 
 def test_embedded_sqlite_default_migrates_in_wal_mode(tmp_path: Path, settings: Settings):
     path = tmp_path / "embedded.db"
-    app = create_app(settings.with_overrides(database_url=f"sqlite:///{path}"))
+    embedded = settings.with_overrides(database_url=f"sqlite:///{path}")
+    migrate(embedded, "upgrade")
+    engine = build_engine(embedded.database_url)
     try:
-        with app.app_context():
-            upgrade()
-            db.session.execute(PLAIN_INSERT, {"id": uuid.uuid4()})
-            db.session.commit()
-            assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 10000
-            assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
-            assert table_names(app) >= {"purchase_executions", "purchase_suppressions"}
+        with engine.begin() as conn:
+            conn.execute(PLAIN_INSERT, {"id": uuid.uuid4()})
+            assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10000
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     finally:
-        app.extensions["database"].engine.dispose()
-        create_app(settings)
+        engine.dispose()
+    assert table_names(embedded.database_url) >= {"purchase_executions", "purchase_suppressions"}
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT count(*) FROM groups").fetchone()[0] == 3

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from app.db import unit_of_work, utcnow
 from app.domain.statuses import Status
+from tests.commands import BIN, REPO, flask_cli, product_env
 from tests.conftest import create_database, drop_database
 from tests.factories import make_execution
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def product_env(settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"FLASK_APP"}}
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        SECRET_KEY="test-secret-key",
-        **extra,
-    )
-    return env
 
 
 @pytest.fixture
@@ -83,51 +68,27 @@ def test_the_worker_command_consumes_every_queue_and_runs_tasks(app, worker_proc
 
 
 def test_a_bad_setting_stops_the_cli_and_names_the_variable(settings):
-    result = subprocess.run(
-        [str(BIN / "flask"), "--app", "app", "db", "current"],
-        cwd=REPO,
-        env=product_env(settings, RETRY_THRESHOLD="five"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = flask_cli(settings, "db", "current", RETRY_THRESHOLD="five")
     assert result.returncode != 0
     assert "RETRY_THRESHOLD must be a whole number, got 'five'" in result.stderr
 
 
 def test_db_upgrade_builds_an_empty_postgres_database(postgres_admin_url, settings, redis_db):
-    url = create_database(postgres_admin_url, "ccp_cli")
-    env = product_env(settings.with_overrides(database_url=url))
+    target = settings.with_overrides(database_url=create_database(postgres_admin_url, "ccp_cli"))
     try:
-        upgrade = subprocess.run(
-            [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        upgrade = flask_cli(target, "db", "upgrade")
         assert upgrade.returncode == 0, upgrade.stderr
-        create = subprocess.run(
-            [
-                str(BIN / "flask"),
-                "--app",
-                "app",
-                "users",
-                "create",
-                "Ops@Example.com",
-                "--password-stdin",
-                "--group",
-                "Administrators",
-            ],
-            cwd=REPO,
-            env=env,
-            input="a long password\n",
-            capture_output=True,
-            text=True,
-            timeout=60,
+        create = flask_cli(
+            target,
+            "users",
+            "create",
+            "Ops@Example.com",
+            "--password-stdin",
+            "--group",
+            "Administrators",
+            stdin="a long password\n",
         )
         assert create.returncode == 0, create.stderr
         assert "created user ops@example.com" in create.stdout
     finally:
-        drop_database(postgres_admin_url, url)
+        drop_database(postgres_admin_url, target.database_url)
