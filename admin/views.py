@@ -34,7 +34,7 @@ class HomeView(LoginRequiredMixin, AdminIndexView):
         )
 
 
-def format_timestamp(_view: Any, value: datetime) -> str:
+def format_timestamp(_view: Any, value: datetime, _name: str) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

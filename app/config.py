@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.domain.providers import PROVIDERS
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_APP_BASE_URL = "http://127.0.0.1:5000"
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
@@ -49,6 +51,11 @@ class Settings:
     reaper_minutes: int = 10
     # Extra ops hints, "substring=hint" pairs separated by ";" in OPS_HINTS_EXTRA.
     ops_hints_extra: tuple[tuple[str, str], ...] = field(default=())
+    # Providers whose purchases cannot be re-driven idempotently (REDRIVE_UNSAFE_PROVIDERS).
+    redrive_unsafe_providers: frozenset[str] = field(default_factory=frozenset)
+    # Transient SMTP failures: retried after 1, 2, 4 ... times this, EMAIL_MAX_RETRIES times.
+    email_retry_base_seconds: float = 2.0
+    email_max_retries: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +83,11 @@ class Settings:
             require_different_approver=reader.boolean("REQUIRE_DIFFERENT_APPROVER", False),
             reaper_minutes=reader.integer("REAPER_MINUTES", 10, minimum=1),
             ops_hints_extra=parse_ops_hints(env.get("OPS_HINTS_EXTRA", "")),
+            redrive_unsafe_providers=parse_providers(
+                env.get("REDRIVE_UNSAFE_PROVIDERS", ""), "REDRIVE_UNSAFE_PROVIDERS"
+            ),
+            email_retry_base_seconds=reader.number("EMAIL_RETRY_BASE_SECONDS", 2.0, minimum=0.1),
+            email_max_retries=reader.integer("EMAIL_MAX_RETRIES", 8, minimum=0, maximum=20),
         )
         if settings.smtp_password and not settings.smtp_username:
             raise ConfigError("SMTP_PASSWORD is set but SMTP_USERNAME is not")
@@ -122,6 +134,17 @@ def parse_ops_hints(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def parse_providers(raw: str, name: str) -> frozenset[str]:
+    """A comma-separated list of providers (`aws`, `azure`, `gcp`)."""
+    providers = frozenset(filter(None, (part.strip().lower() for part in raw.split(","))))
+    unknown = sorted(providers - set(PROVIDERS))
+    if unknown:
+        raise ConfigError(
+            f"{name} names unknown providers {', '.join(unknown)} (known: {', '.join(PROVIDERS)})"
+        )
+    return providers
+
+
 @dataclass(frozen=True)
 class _Reader:
     env: Mapping[str, str]
@@ -137,6 +160,18 @@ class _Reader:
         if value < minimum or (maximum is not None and value > maximum):
             bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
             raise ConfigError(f"{name} must be {bounds}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if not value >= minimum:
+            raise ConfigError(f"{name} must be >= {minimum}, got {raw}")
         return value
 
     def boolean(self, name: str, default: bool) -> bool:

@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from app.domain.errors import DomainError
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -135,11 +137,18 @@ def unit_of_work() -> Iterator[Session]:
 
     The only place the product commits. Side effects that must follow the commit (an
     enqueue, an email) go after the `with` block, never inside it.
+
+    A `DomainError` is a decision, not a failure: services refuse before they write
+    anything but the audit event of the refusal, and that record is committed before
+    the refusal goes on to its entry point.
     """
     session = db.session()
     try:
         yield session
         session.commit()
+    except DomainError:
+        session.commit()
+        raise
     except BaseException:
         session.rollback()
         raise

@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify
+from flask import Blueprint, Flask, jsonify, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from app.domain.errors import DomainError
+from app.extensions import csrf, login_manager
 from app.http import is_api_request, render_domain_error
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
+# Endpoints a client calls before it has a session (and so a CSRF token).
+PUBLIC_ENDPOINTS = frozenset({"api.login"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
 
 def init_app(app: Flask) -> None:
-    from app.api import auth  # noqa: F401  (registers the routes)
+    from app.api import auth, purchases  # noqa: F401  (registers the routes)
 
+    csrf.exempt(blueprint)  # checked below, after authentication
     app.register_blueprint(blueprint)
     app.register_error_handler(DomainError, render_domain_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
+
+
+@blueprint.before_request
+def _authenticate_then_check_csrf() -> Response | None:
+    """401 before 400: a request with no session is refused as unauthenticated (SPEC
+    section 3, check 1) before its CSRF token is looked at. Same Flask-WTF check."""
+    if request.method in _SAFE_METHODS or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    csrf.protect()
+    return None
 
 
 def _csrf_error(error: CSRFError) -> Response | CSRFError:

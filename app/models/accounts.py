@@ -9,8 +9,9 @@ from sqlalchemy import Boolean, CheckConstraint, Integer, Numeric, String, Uuid,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, new_uuid
+from app.domain.providers import PROVIDERS
 
-PROVIDERS = ("aws", "azure", "gcp")
+__all__ = ["PROVIDERS", "CloudAccount", "PurchasePlan"]
 
 
 class CloudAccount(Base):

@@ -1,0 +1,115 @@
+"""Purchases over JSON: retry (SPEC section 3), retry requests, history, one execution."""
+
+from __future__ import annotations
+
+from flask import jsonify, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from app import get_settings
+from app.api import blueprint
+from app.db import unit_of_work
+from app.domain.errors import DomainError
+from app.domain.rbac import Action, Principal, authorize
+from app.services import executions, retry
+from app.services.identity import principal_for
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def parse_force(raw: str | None) -> bool:
+    """`?force=true`; absent means false; anything unrecognized is a 400."""
+    value = (raw or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise DomainError(400, "force must be true or false")
+
+
+def _viewer() -> Principal:
+    """The signed-in user, refused with 403 unless they may view purchases."""
+    principal = principal_for(current_user)
+    decision = authorize(principal, Action.VIEW, None)
+    if not decision:
+        raise DomainError(403, f"not allowed to view purchases: {decision.reason}")
+    return principal
+
+
+@blueprint.post("/purchases/retry/<path:execution_id>")
+@login_required
+def retry_execution(execution_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Check, record a retry request, queue it; answer 202 with where to follow it."""
+    force = parse_force(request.args.get("force"))
+    principal = principal_for(current_user)
+    with unit_of_work() as session:
+        retry_request = retry.request_retry(
+            session,
+            principal,
+            execution_id,
+            force=force,
+            policy=retry.policy_from(get_settings()),
+        )
+    retry.enqueue_retry(retry_request)
+    status_url = url_for("api.retry_request_state", request_id=retry_request.id)
+    body = {"request_id": str(retry_request.id), "status": "queued", "status_url": status_url}
+    return jsonify(body), 202, {"Location": status_url}
+
+
+@blueprint.get("/purchases/retry-requests/<path:request_id>")
+@login_required
+def retry_request_state(request_id: str) -> Response:
+    """The request's state; only its requester (or an admin) may read it."""
+    with unit_of_work() as session:
+        found = retry.find_request(session, principal_for(current_user), request_id)
+        return jsonify(retry.request_as_dict(found))
+
+
+@blueprint.get("/history")
+@login_required
+def history() -> Response:
+    """`?status=&limit=&before=` (and `cloud_account_id`, `plan_id`,
+    `created_by_user_id`): newest first; `next` is the cursor of the following page."""
+    _viewer()
+    filters = executions.HistoryFilter.parse(request.args)
+    limit = executions.parse_limit(request.args.get("limit"))
+    before = request.args.get("before") or None
+    policy = retry.policy_from(get_settings())
+    with unit_of_work() as session:
+        page = executions.history_page(session, filters, limit=limit, before=before)
+        items = [
+            executions.as_item(
+                row,
+                policy,
+                retry_of=page.predecessors.get(row.execution_id),
+                creator_email=page.creators.get(row.created_by_user_id)
+                if row.created_by_user_id
+                else None,
+            )
+            for row in page.rows
+        ]
+    return jsonify(items=items, next=page.next_cursor)
+
+
+@blueprint.get("/purchases/<path:execution_id>")
+@login_required
+def execution_detail(execution_id: str) -> Response:
+    """One execution with its recommendations and lineage."""
+    _viewer()
+    policy = retry.policy_from(get_settings())
+    with unit_of_work() as session:
+        row = executions.find_execution(session, execution_id)
+        retry_of = executions.predecessors_of(session, [row.execution_id]).get(row.execution_id)
+        creators = executions.creator_emails(session, [row])
+        return jsonify(
+            executions.as_item(
+                row,
+                policy,
+                retry_of=retry_of,
+                creator_email=creators.get(row.created_by_user_id)
+                if row.created_by_user_id
+                else None,
+                with_recommendations=True,
+            )
+        )

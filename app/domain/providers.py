@@ -1,0 +1,3 @@
+"""The cloud providers the product buys commitments from."""
+
+PROVIDERS = ("aws", "azure", "gcp")

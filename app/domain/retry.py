@@ -1,0 +1,193 @@
+"""Retrying a failed execution (SPEC section 3): may it be retried now, and if not, why.
+
+Pure rules, no database: the service (`app.services.retry`) loads the rows, asks
+`retry_refusal`, and performs the writes this module describes (the successor's
+recommendations and its suppressions). The panel's action cell asks the same function.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from app.domain.errors import DomainError
+from app.domain.rbac import Action, Principal, authorize
+from app.domain.statuses import Status
+
+# Failures that will recur until an operator fixes their cause: retrying is pointless.
+OPS_HINTS: tuple[tuple[str, str], ...] = (
+    ("FROM_EMAIL not configured", "Set FROM_EMAIL, then retry"),
+    ("SES sandbox", "Move SES out of the sandbox or verify the recipient, then retry"),
+    ("SES domain not verified", "Verify the sending domain, then retry"),
+    ("IAM denied", "Grant the purchasing role the missing IAM permission, then retry"),
+)
+
+# What the executor writes into a recommendation; a successor starts with none of it.
+OUTCOME_FIELDS: dict[str, Any] = {"error": None, "purchased": False, "purchase_id": None}
+
+
+class RequestState(StrEnum):
+    """The life of a retry request: queued by the web layer, settled by the worker."""
+
+    QUEUED = "queued"
+    SUCCEEDED = "succeeded"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class RetryableRow(Protocol):
+    """What the rules read from an execution (a `PurchaseExecution` satisfies it)."""
+
+    status: str
+    created_by_user_id: uuid.UUID | None
+    retry_execution_id: uuid.UUID | None
+    retry_attempt_n: int
+    error: str | None
+    recommendations: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The configurable part of the rules: threshold, extra hints, unsafe providers."""
+
+    threshold: int = 5
+    extra_hints: tuple[tuple[str, str], ...] = ()
+    redrive_unsafe_providers: frozenset[str] = field(default_factory=frozenset)
+
+    def ops_hint(self, error: str | None) -> str | None:
+        """The hint for a persistent failure: a case-insensitive substring match."""
+        if not error:
+            return None
+        lowered = error.lower()
+        for substring, hint in (*OPS_HINTS, *self.extra_hints):
+            if substring.lower() in lowered:
+                return hint
+        return None
+
+    def unsafe_provider(self, recommendations: Iterable[Mapping[str, Any]]) -> str | None:
+        """The first provider in the row that cannot re-drive a purchase idempotently."""
+        for provider in sorted(providers_of(recommendations)):
+            if provider in self.redrive_unsafe_providers:
+                return provider
+        return None
+
+
+def providers_of(recommendations: Iterable[Mapping[str, Any]]) -> set[str]:
+    return {str(item.get("provider", "")).lower() for item in recommendations}
+
+
+def redrive_hint(provider: str) -> str:
+    return (
+        f"{provider} purchases are not idempotent in this deployment: check in the "
+        f"{provider} console what was bought, then start a new purchase for the rest"
+    )
+
+
+def retry_refusal(
+    principal: Principal, row: RetryableRow, policy: RetryPolicy, *, force: bool
+) -> DomainError | None:
+    """Why `principal` may not retry `row` now, or None if they may.
+
+    The checks run in the SPEC's order, which is part of the contract: authorization
+    comes before anything that reveals the row's state or lineage. `force` overrides
+    the threshold and nothing else.
+    """
+    decision = authorize(principal, Action.RETRY, row.created_by_user_id)
+    if not decision:
+        return DomainError(403, f"not allowed to retry this execution: {decision.reason}")
+    if row.status != Status.FAILED:
+        return DomainError(409, f"only failed executions can be retried; this one is {row.status}")
+    if row.retry_execution_id is not None:
+        return DomainError(
+            409,
+            "this execution has already been retried",
+            retry_execution_id=str(row.retry_execution_id),
+        )
+    provider = policy.unsafe_provider(row.recommendations)
+    if provider is not None:
+        return DomainError(
+            409,
+            f"{provider} cannot re-drive a purchase safely; force does not override this",
+            ops_hint=redrive_hint(provider),
+            redrive_unsafe=True,
+        )
+    hint = policy.ops_hint(row.error)
+    if hint is not None:
+        return DomainError(
+            409,
+            "this failure will recur until an operator fixes its cause",
+            ops_hint=hint,
+            failure_reason=row.error,
+        )
+    if row.retry_attempt_n >= policy.threshold and not force:
+        return DomainError(
+            409,
+            f"retried {row.retry_attempt_n} times already (threshold {policy.threshold}): "
+            "confirm the override to retry again",
+            retry_attempt_n=row.retry_attempt_n,
+            threshold=policy.threshold,
+        )
+    return None
+
+
+def persistent_hint(row: RetryableRow, policy: RetryPolicy) -> str | None:
+    """The ops hint a failed row shows in place of Retry, whoever looks at it."""
+    if row.status != Status.FAILED:
+        return None
+    provider = policy.unsafe_provider(row.recommendations)
+    if provider is not None:
+        return redrive_hint(provider)
+    return policy.ops_hint(row.error)
+
+
+def fresh_recommendations(recommendations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A deep copy with the per-item outcome cleared: nothing the executor later writes
+    into the successor can reach the predecessor's history."""
+    fresh = copy.deepcopy(recommendations)
+    for item in fresh:
+        item.update(OUTCOME_FIELDS)
+    return fresh
+
+
+@dataclass(frozen=True, order=True)
+class SuppressionScope:
+    """What one suppression row hides: one kind of commitment in one place."""
+
+    account_id: str
+    provider: str
+    service: str
+    region: str
+    resource_type: str
+    engine: str
+
+
+def suppression_counts(recommendations: Iterable[Mapping[str, Any]]) -> dict[SuppressionScope, int]:
+    """One entry per scope with the counts summed; items with `count <= 0` are skipped."""
+    counts: dict[SuppressionScope, int] = {}
+    for item in recommendations:
+        count = _whole_number(item.get("count"))
+        if count <= 0:
+            continue
+        scope = SuppressionScope(
+            account_id=str(item.get("account_id") or ""),
+            provider=str(item.get("provider") or ""),
+            service=str(item.get("service") or ""),
+            region=str(item.get("region") or ""),
+            resource_type=str(item.get("resource_type") or ""),
+            engine=str(item.get("engine") or ""),
+        )
+        counts[scope] = counts.get(scope, 0) + count
+    return counts
+
+
+def _whole_number(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

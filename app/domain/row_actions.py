@@ -1,0 +1,78 @@
+"""What the Purchase History action cell shows for one row, and to whom (SPEC section 6).
+
+One decision tree, pure: the panel's template only renders the `ActionCell` it gets.
+Retry is offered exactly when `retry_refusal` would let the request through, so the
+button and the service can never disagree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+
+from app.domain.rbac import Principal
+from app.domain.retry import RetryableRow, RetryPolicy, persistent_hint, retry_refusal
+
+
+@dataclass(frozen=True)
+class Button:
+    """A row action: a POST form with `data-action` and a confirmation prompt."""
+
+    action: str  # "retry" | "force-retry" (and, later, "approve" | "cancel")
+    label: str
+    confirm: str
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class ActionCell:
+    buttons: tuple[Button, ...] = ()
+    ops_hint: str | None = None
+    attempt: int = 0
+    retry_of: uuid.UUID | None = None
+    retried_by: uuid.UUID | None = None
+    queued_request_id: uuid.UUID | None = None
+
+
+def action_cell(
+    principal: Principal,
+    row: RetryableRow,
+    policy: RetryPolicy,
+    *,
+    retry_of: uuid.UUID | None = None,
+    queued_request_id: uuid.UUID | None = None,
+) -> ActionCell:
+    """The cell for `row` as `principal` sees it.
+
+    `retry_of` is the row's predecessor, if it is a successor. `queued_request_id` is a
+    retry request of this row, made by `principal`, that the worker has not settled yet.
+    """
+    cell = ActionCell(
+        attempt=row.retry_attempt_n,
+        retry_of=retry_of,
+        retried_by=row.retry_execution_id,
+        queued_request_id=queued_request_id,
+    )
+    if queued_request_id is not None:
+        return cell
+    hint = persistent_hint(row, policy)
+    if hint is not None:
+        return replace(cell, ops_hint=hint)
+    if retry_refusal(principal, row, policy, force=False) is None:
+        button = Button(
+            "retry",
+            "Retry",
+            "Retry this failed purchase? A new pending execution is created and its "
+            "approval email sent.",
+        )
+        return replace(cell, buttons=(button,))
+    if retry_refusal(principal, row, policy, force=True) is None:
+        button = Button(
+            "force-retry",
+            f"Retried {row.retry_attempt_n}× — override",  # noqa: RUF001  (the SPEC's label)
+            f"This purchase has been retried {row.retry_attempt_n} times "
+            f"(threshold {policy.threshold}). Retry it anyway?",
+            force=True,
+        )
+        return replace(cell, buttons=(button,))
+    return cell

@@ -1,0 +1,217 @@
+"""Reading executions: one row, a page of history, and the JSON shape both are shown in.
+
+Read-only. The API, the CLI and the panel all show executions through `as_item`, so a
+field means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from app.domain.errors import DomainError
+from app.domain.ids import parse_uuid
+from app.domain.retry import RetryPolicy, persistent_hint
+from app.domain.statuses import Status
+from app.models import PurchaseExecution, User
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+
+
+def find_execution(
+    session: Session, raw_id: str | uuid.UUID, *, for_update: bool = False
+) -> PurchaseExecution:
+    """The execution with this id: 400 if the id is malformed, 404 if there is none."""
+    execution_id = raw_id if isinstance(raw_id, uuid.UUID) else parse_uuid(raw_id)
+    query = select(PurchaseExecution).where(PurchaseExecution.execution_id == execution_id)
+    if for_update:
+        query = query.with_for_update()
+    execution = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    if execution is None:
+        raise DomainError(404, f"no execution {execution_id}")
+    return execution
+
+
+def predecessors_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """For each id that is some row's successor, that row's id (the lineage backwards)."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(PurchaseExecution.retry_execution_id, PurchaseExecution.execution_id).where(
+            PurchaseExecution.retry_execution_id.in_(ids)
+        )
+    )
+    return {successor: predecessor for successor, predecessor in rows}
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    status: str | None = None
+    cloud_account_id: uuid.UUID | None = None
+    plan_id: uuid.UUID | None = None
+    created_by_user_id: uuid.UUID | None = None
+
+    @classmethod
+    def parse(cls, args: Any) -> HistoryFilter:
+        """From query-string-like `args` (a mapping of str to str); 400 on bad values."""
+        status = (args.get("status") or "").strip() or None
+        if status is not None and status not in {s.value for s in Status}:
+            known = ", ".join(s.value for s in Status)
+            raise DomainError(400, f"unknown status {status[:40]!r} (known: {known})")
+
+        def optional_id(name: str) -> uuid.UUID | None:
+            raw = (args.get(name) or "").strip()
+            return parse_uuid(raw, name) if raw else None
+
+        return cls(
+            status=status,
+            cloud_account_id=optional_id("cloud_account_id"),
+            plan_id=optional_id("plan_id"),
+            created_by_user_id=optional_id("created_by_user_id"),
+        )
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        if self.status is not None:
+            query = query.where(PurchaseExecution.status == self.status)
+        if self.cloud_account_id is not None:
+            query = query.where(PurchaseExecution.cloud_account_id == self.cloud_account_id)
+        if self.plan_id is not None:
+            query = query.where(PurchaseExecution.plan_id == self.plan_id)
+        if self.created_by_user_id is not None:
+            query = query.where(PurchaseExecution.created_by_user_id == self.created_by_user_id)
+        return query
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw.strip() == "":
+        return DEFAULT_PAGE_SIZE
+    text = raw.strip()
+    if not text.isdigit() or len(text) > 6 or not 1 <= int(text) <= MAX_PAGE_SIZE:
+        raise DomainError(400, f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    return int(text)
+
+
+def encode_cursor(execution: PurchaseExecution) -> str:
+    raw = f"{execution.created_at.isoformat()}|{execution.execution_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, execution_id) position a `next` cursor points after."""
+    try:
+        if len(cursor) > 200:
+            raise ValueError("too long")
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, _, execution_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+        position = datetime.fromisoformat(created_at), uuid.UUID(execution_id)
+        if position[0].tzinfo is None:
+            raise ValueError("naive timestamp")
+        return position
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise DomainError(
+            400, "malformed cursor: pass the `next` value of a previous page"
+        ) from None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    rows: list[PurchaseExecution]
+    predecessors: dict[uuid.UUID, uuid.UUID]
+    creators: dict[uuid.UUID, str]
+    next_cursor: str | None
+
+
+def history_page(
+    session: Session, filters: HistoryFilter, *, limit: int, before: str | None = None
+) -> HistoryPage:
+    """Newest first, `limit` rows after the cursor `before`, with lineage and creators."""
+    query = filters.apply(select(PurchaseExecution))
+    if before:
+        created_at, execution_id = decode_cursor(before)
+        query = query.where(
+            or_(
+                PurchaseExecution.created_at < created_at,
+                and_(
+                    PurchaseExecution.created_at == created_at,
+                    PurchaseExecution.execution_id < execution_id,
+                ),
+            )
+        )
+    query = query.order_by(
+        PurchaseExecution.created_at.desc(), PurchaseExecution.execution_id.desc()
+    ).limit(limit + 1)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return HistoryPage(
+        rows=rows,
+        predecessors=predecessors_of(session, [row.execution_id for row in rows]),
+        creators=creator_emails(session, rows),
+        next_cursor=encode_cursor(rows[-1]) if more and rows else None,
+    )
+
+
+def creator_emails(session: Session, rows: Sequence[PurchaseExecution]) -> dict[uuid.UUID, str]:
+    ids = {row.created_by_user_id for row in rows if row.created_by_user_id is not None}
+    if not ids:
+        return {}
+    return dict(session.execute(select(User.id, User.email).where(User.id.in_(ids))).tuples())
+
+
+def as_item(
+    execution: PurchaseExecution,
+    policy: RetryPolicy,
+    *,
+    retry_of: uuid.UUID | None,
+    creator_email: str | None,
+    with_recommendations: bool = False,
+) -> dict[str, Any]:
+    """The JSON shape of one execution (history items and `GET /api/purchases/<id>`)."""
+    item: dict[str, Any] = {
+        "execution_id": str(execution.execution_id),
+        "status": execution.status,
+        "error": execution.error,
+        "ops_hint": persistent_hint(execution, policy),
+        "retry_execution_id": _str_or_none(execution.retry_execution_id),
+        "retry_of": _str_or_none(retry_of),
+        "retry_attempt_n": execution.retry_attempt_n,
+        "created_by_user_id": _str_or_none(execution.created_by_user_id),
+        "created_by_email": creator_email,
+        "cloud_account_id": _str_or_none(execution.cloud_account_id),
+        "plan_id": _str_or_none(execution.plan_id),
+        "step_number": execution.step_number,
+        "total_upfront_cost": _money(execution.total_upfront_cost),
+        "estimated_savings": _money(execution.estimated_savings),
+        "approved_by": execution.approved_by,
+        "cancelled_by": execution.cancelled_by,
+        "notification_sent_at": _iso_or_none(execution.notification_sent_at),
+        "completed_at": _iso_or_none(execution.completed_at),
+        "created_at": _iso_or_none(execution.created_at),
+        "updated_at": _iso_or_none(execution.updated_at),
+    }
+    if with_recommendations:
+        item["recommendations"] = execution.recommendations
+    return item
+
+
+def _str_or_none(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _money(value: Decimal | None) -> str | None:
+    """Money as a decimal string ("1234.50"): exact, unlike a JSON float."""
+    return None if value is None else f"{Decimal(value):.2f}"
