@@ -23,9 +23,7 @@ log = logging.getLogger(__name__)
 
 
 # The outcome is recorded on the retry request; Flower sees it through task events.
-@celery.task(
-    name=retry.RETRY_TASK, bind=True, max_retries=DATABASE_MAX_RETRIES, ignore_result=True
-)
+@celery.task(name=retry.RETRY_TASK, bind=True, max_retries=DATABASE_MAX_RETRIES, ignore_result=True)
 def retry_execution(self: Task, request_id: str) -> dict[str, Any]:
     """Re-check the request against fresh rows and permissions, then write or refuse.
 
