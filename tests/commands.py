@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from app.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+T = TypeVar("T")
 
 
 def product_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -39,3 +43,48 @@ def flask_cli(
         text=True,
         timeout=120,
     )
+
+
+def start_worker(settings: Settings, name: str, **extra_env: str) -> subprocess.Popen[str]:
+    """`celery -A tasks worker` as the Procfile starts it, one process, solo pool."""
+    return subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "tasks",
+            "worker",
+            "--loglevel=WARNING",
+            "--concurrency=1",
+            "--pool=solo",
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+        ],
+        cwd=REPO,
+        env=product_env(settings, **extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_worker(process: subprocess.Popen[str]) -> str:
+    """Stop a worker started by `start_worker` (warm shutdown, then kill); its output."""
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output or ""
+
+
+def wait_until(predicate: Callable[[], T | None], *, timeout: float = 30, what: str = "") -> T:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.05)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.domain.statuses import Status
-from app.models import PurchaseExecution, User
+from app.models import CloudAccount, PurchaseExecution, User
 from app.services.identity import create_user
 
 PASSWORD = "correct horse battery"
@@ -42,3 +42,40 @@ def make_execution(
     session.add(execution)
     session.flush()
     return execution
+
+
+def recommendation(**overrides: Any) -> dict[str, Any]:
+    """One recommendation item as SPEC section 1 describes it."""
+    item: dict[str, Any] = {
+        "provider": "aws",
+        "service": "ec2",
+        "region": "us-east-1",
+        "resource_type": "m5.large",
+        "engine": "",
+        "account_id": "123456789012",
+        "count": 2,
+        "term_years": 1,
+        "payment_option": "all-upfront",
+        "upfront_cost": "1200.00",
+        "monthly_savings": "45.50",
+        "selected": True,
+        "error": None,
+        "purchased": False,
+        "purchase_id": None,
+    }
+    item.update(overrides)
+    return item
+
+
+def make_account(
+    session: Session, *, provider: str = "aws", contact_email: str | None = "finops@example.com"
+) -> CloudAccount:
+    account = CloudAccount(
+        name=f"{provider} account",
+        provider=provider,
+        external_id="123456789012",
+        contact_email=contact_email,
+    )
+    session.add(account)
+    session.flush()
+    return account

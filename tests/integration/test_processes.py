@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ import pytest
 
 from app.db import unit_of_work, utcnow
 from app.domain.statuses import Status
-from tests.commands import BIN, REPO, flask_cli, product_env
+from tests.commands import flask_cli, start_worker, stop_worker
 from tests.conftest import create_database, drop_database
 from tests.factories import make_execution
 
@@ -20,33 +19,14 @@ from tests.factories import make_execution
 @pytest.fixture
 def worker_process(app, settings, committed_db, redis_db) -> Iterator[subprocess.Popen]:
     """`celery -A tasks worker` exactly as the Procfile starts it."""
-    process = subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "tasks",
-            "worker",
-            "--loglevel=WARNING",
-            "--concurrency=1",
-            "--pool=solo",
-            "-n",
-            f"test-{os.getpid()}@%h",
-        ],
-        cwd=REPO,
-        env=product_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_worker(settings, "test")
     celery_app = app.extensions["celery"]
     deadline = time.monotonic() + 30
     while not celery_app.control.ping(timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"worker did not start:\n{process.stdout.read()}")
+            pytest.fail(f"worker did not start:\n{stop_worker(process)}")
     yield process
-    process.terminate()
-    process.wait(timeout=30)
+    stop_worker(process)
 
 
 @pytest.mark.worker

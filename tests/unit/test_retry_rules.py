@@ -1,0 +1,226 @@
+"""The retry decision over every branch, in the SPEC's order, with no database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from app.domain.rbac import ADMIN, DEFAULT_PERMISSIONS, Principal
+from app.domain.retry import (
+    OPS_HINTS,
+    RetryPolicy,
+    fresh_recommendations,
+    persistent_hint,
+    retry_refusal,
+    suppression_counts,
+)
+from app.domain.row_actions import action_cell
+
+ME = uuid.uuid4()
+SOMEONE_ELSE = uuid.uuid4()
+SUCCESSOR = uuid.uuid4()
+POLICY = RetryPolicy(threshold=5)
+
+
+@dataclass
+class Row:
+    status: str = "failed"
+    created_by_user_id: uuid.UUID | None = ME
+    retry_execution_id: uuid.UUID | None = None
+    retry_attempt_n: int = 0
+    error: str | None = "InsufficientCapacity: try later"
+    recommendations: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"provider": "aws", "count": 1}]
+    )
+
+
+def user(*extra: str, defaults: bool = True) -> Principal:
+    permissions = (DEFAULT_PERMISSIONS if defaults else frozenset()) | set(extra)
+    return Principal(user_id=ME, email="me@example.com", permissions=frozenset(permissions))
+
+
+def refusal(row: Row, principal: Principal | None = None, *, force: bool = False, policy=POLICY):
+    return retry_refusal(principal or user(), row, policy, force=force)
+
+
+def test_a_retryable_own_failed_row_is_allowed():
+    assert refusal(Row()) is None
+
+
+@pytest.mark.parametrize(
+    ("principal", "creator", "allowed"),
+    [
+        (user(), ME, True),
+        (user(), SOMEONE_ELSE, False),
+        (user(), None, False),  # a NULL creator is never anyone's own
+        (user("retry-any:purchases"), SOMEONE_ELSE, True),
+        (user("retry-any:purchases"), None, True),
+        (user(ADMIN, defaults=False), None, True),
+        (user("view:purchases", defaults=False), ME, False),
+    ],
+)
+def test_who_may_retry(principal, creator, allowed):
+    result = refusal(Row(created_by_user_id=creator), principal)
+    assert (result is None) == allowed
+    if not allowed:
+        assert result.status == 403
+
+
+def test_authorization_comes_before_anything_that_reveals_lineage_or_state():
+    row = Row(
+        created_by_user_id=SOMEONE_ELSE,
+        retry_execution_id=SUCCESSOR,
+        status="failed",
+        error="FROM_EMAIL not configured for this deployment",
+        retry_attempt_n=9,
+    )
+    result = refusal(row)
+    assert result.status == 403
+    body = json.dumps(result.as_dict())
+    assert str(SUCCESSOR) not in body
+    assert set(result.details) == set()
+
+
+@pytest.mark.parametrize("status", ["pending", "approved", "running", "completed", "cancelled"])
+def test_only_failed_rows_can_be_retried(status):
+    result = refusal(Row(status=status, retry_execution_id=SUCCESSOR))
+    assert result.status == 409
+    assert status in result.message
+    assert "retry_execution_id" not in result.details  # status is checked before lineage
+
+
+def test_an_already_retried_row_names_its_successor():
+    result = refusal(Row(retry_execution_id=SUCCESSOR, error="IAM denied", retry_attempt_n=7))
+    assert result.status == 409
+    assert result.details == {"retry_execution_id": str(SUCCESSOR)}
+
+
+def test_redrive_unsafe_provider_is_refused_even_with_force():
+    policy = RetryPolicy(threshold=5, redrive_unsafe_providers=frozenset({"azure"}))
+    row = Row(recommendations=[{"provider": "aws"}, {"provider": "Azure"}], error="IAM denied")
+    for force in (False, True):
+        result = refusal(row, force=force, policy=policy)
+        assert result.status == 409
+        assert result.details["redrive_unsafe"] is True
+        assert "azure" in result.details["ops_hint"]
+        assert "failure_reason" not in result.details  # redrive comes before hints
+
+
+@pytest.mark.parametrize(("substring", "hint"), OPS_HINTS)
+@pytest.mark.parametrize("spell", [str, str.lower, str.upper, str.swapcase])
+def test_persistent_failures_match_in_any_letter_case(substring, hint, spell):
+    error = f"send failed: {spell(substring)} (request 42)"
+    result = refusal(Row(error=error, retry_attempt_n=9), force=True)
+    assert result.status == 409
+    assert result.details == {"ops_hint": hint, "failure_reason": error}
+
+
+def test_operators_extend_the_hint_table():
+    policy = RetryPolicy(threshold=5, extra_hints=(("quota exceeded", "Raise the quota"),))
+    result = refusal(Row(error="Reserved instance QUOTA EXCEEDED"), policy=policy)
+    assert result.details["ops_hint"] == "Raise the quota"
+    assert refusal(Row(error="Reserved instance QUOTA EXCEEDED")) is None
+
+
+@pytest.mark.parametrize(
+    ("attempt", "force", "allowed"),
+    [(0, False, True), (4, False, True), (5, False, False), (6, False, False), (5, True, True)],
+)
+def test_threshold_boundaries(attempt, force, allowed):
+    result = refusal(Row(retry_attempt_n=attempt), force=force)
+    assert (result is None) == allowed
+    if not allowed:
+        assert result.status == 409
+        assert result.details == {"retry_attempt_n": attempt, "threshold": 5}
+
+
+def test_force_overrides_the_threshold_and_nothing_else():
+    assert refusal(Row(status="completed"), force=True).status == 409
+    assert refusal(Row(retry_execution_id=SUCCESSOR), force=True).status == 409
+    assert refusal(Row(created_by_user_id=None), force=True).status == 403
+
+
+def test_the_successor_gets_a_deep_copy_with_outcomes_cleared():
+    original = [
+        {
+            "provider": "aws",
+            "count": 2,
+            "tags": {"team": "data"},
+            "error": "capacity",
+            "purchased": True,
+            "purchase_id": "ri-123",
+        }
+    ]
+    fresh = fresh_recommendations(original)
+    assert fresh[0] == {
+        "provider": "aws",
+        "count": 2,
+        "tags": {"team": "data"},
+        "error": None,
+        "purchased": False,
+        "purchase_id": None,
+    }
+    fresh[0]["tags"]["team"] = "changed by the executor"
+    fresh[0]["purchase_id"] = "ri-999"
+    assert original[0]["tags"] == {"team": "data"}
+    assert original[0]["purchase_id"] == "ri-123"
+
+
+def test_suppressions_sum_counts_per_scope_and_skip_empty_items():
+    base = {"account_id": "1", "provider": "aws", "service": "ec2", "region": "us-east-1"}
+    items = [
+        {**base, "resource_type": "m5.large", "count": 2},
+        {**base, "resource_type": "m5.large", "count": 3, "engine": ""},
+        {**base, "resource_type": "m5.large", "count": 1, "engine": "linux"},
+        {**base, "resource_type": "c5.xlarge", "count": 0},
+        {**base, "resource_type": "c5.xlarge", "count": -1},
+        {**base, "resource_type": "r5.large", "count": "not a number"},
+    ]
+    counts = {
+        (scope.resource_type, scope.engine): count
+        for scope, count in suppression_counts(items).items()
+    }
+    assert counts == {("m5.large", ""): 5, ("m5.large", "linux"): 1}
+
+
+def test_the_hint_shows_on_failed_rows_only():
+    assert persistent_hint(Row(error="IAM denied"), POLICY) == OPS_HINTS[3][1]
+    assert persistent_hint(Row(status="completed", error="IAM denied"), POLICY) is None
+    assert persistent_hint(Row(), POLICY) is None
+
+
+class TestActionCell:
+    def test_retry_button_on_a_retryable_row(self):
+        cell = action_cell(user(), Row(retry_attempt_n=2), POLICY)
+        assert [button.action for button in cell.buttons] == ["retry"]
+        assert cell.attempt == 2 and cell.ops_hint is None
+
+    def test_hint_badge_instead_of_retry_for_everyone(self):
+        for principal in (user(), user("view:purchases", defaults=False)):
+            cell = action_cell(principal, Row(error="ses SANDBOX: recipient"), POLICY)
+            assert cell.buttons == ()
+            assert cell.ops_hint == OPS_HINTS[1][1]
+
+    def test_override_button_at_the_threshold(self):
+        cell = action_cell(user(), Row(retry_attempt_n=5), POLICY)
+        (button,) = cell.buttons
+        assert button.action == "force-retry" and button.force
+        assert button.label == "Retried 5× — override"
+        assert "threshold 5" in button.confirm
+
+    def test_no_button_for_a_user_who_may_not_retry(self):
+        cell = action_cell(user(), Row(created_by_user_id=SOMEONE_ELSE, retry_attempt_n=5), POLICY)
+        assert cell.buttons == ()
+
+    def test_lineage_and_queued_request(self):
+        predecessor, request = uuid.uuid4(), uuid.uuid4()
+        cell = action_cell(
+            user(), Row(retry_execution_id=SUCCESSOR), POLICY, retry_of=predecessor
+        )
+        assert (cell.retry_of, cell.retried_by, cell.buttons) == (predecessor, SUCCESSOR, ())
+        queued = action_cell(user(), Row(), POLICY, queued_request_id=request)
+        assert queued.queued_request_id == request and queued.buttons == ()
