@@ -1,4 +1,4 @@
-"""Flask CLI commands: `flask --app app users|groups|demo ...`.
+"""Flask CLI commands: `flask --app app users|groups|executions|demo ...`.
 
 Thin: each command parses its input, calls a service inside a unit of work, and turns
 a `DomainError` into a message on stderr and a non-zero exit code.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,29 +16,46 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from app import get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.errors import DomainError
-from app.services import demo, identity
+from app.domain.retry import RequestState
+from app.domain.statuses import Status
+from app.models import RetryRequest
+from app.services import demo, executions, identity, retry
 
 users_cli = AppGroup("users", help="Manage users.")
 groups_cli = AppGroup("groups", help="Manage groups and their permissions.")
+executions_cli = AppGroup("executions", help="List and retry purchase executions.")
 demo_cli = AppGroup("demo", help="Demo data for trying the product.")
 
 
 def init_app(app: Flask) -> None:
-    for group in (users_cli, groups_cli, demo_cli):
+    for group in (users_cli, groups_cli, executions_cli, demo_cli):
         app.cli.add_command(group)
 
 
+class StillQueued(click.ClickException):
+    """The worker did not settle the request in time (exit status 3)."""
+
+    exit_code = 3
+
+
+def describe_refusal(message: str, details: dict[str, Any]) -> str:
+    """A refusal's message, then one `key: value` line per detail (hint, threshold ...)."""
+    lines = [message, *(f"  {key}: {value}" for key, value in details.items())]
+    return "\n".join(lines)
+
+
 def refusals_exit_nonzero(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Render a `DomainError` as `Error: <message>` and exit with status 1."""
+    """Render a `DomainError` as `Error: <message>` (and its details) and exit with 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except DomainError as exc:
-            raise click.ClickException(exc.message) from None
+            raise click.ClickException(describe_refusal(exc.message, exc.details)) from None
 
     return wrapper
 
@@ -88,6 +106,100 @@ def create_group_command(name: str, permissions: tuple[str, ...], restrict_defau
         )
         summary = f"created group {group.name}: {', '.join(group.permissions) or '(none)'}"
     click.echo(summary)
+
+
+@executions_cli.command("list")
+@click.option("--status", type=click.Choice([status.value for status in Status]))
+@click.option("--limit", type=click.IntRange(1, executions.MAX_PAGE_SIZE), default=50)
+def list_command(status: str | None, limit: int) -> None:
+    """The newest executions: when, id, status, attempt, lineage, error and ops hint."""
+    policy = retry.policy_from(get_settings())
+    with unit_of_work() as session:
+        page = executions.history_page(
+            session, executions.HistoryFilter(status=status), limit=limit
+        )
+        items = [
+            executions.as_item(
+                row, policy, retry_of=page.predecessors.get(row.execution_id), creator_email=None
+            )
+            for row in page.rows
+        ]
+    if not items:
+        click.echo("no executions")
+    for item in items:
+        lineage = "".join(
+            (
+                f" retry-of={item['retry_of']}" if item["retry_of"] else "",
+                f" retried-by={item['retry_execution_id']}" if item["retry_execution_id"] else "",
+            )
+        )
+        line = (
+            f"{item['created_at'][:19]}  {item['execution_id']}  {item['status']:<19}  "
+            f"attempt={item['retry_attempt_n']}{lineage}"
+        )
+        if item["error"]:
+            line += f"  error={item['error']!r}"
+        if item["ops_hint"]:
+            line += f"  hint={item['ops_hint']!r}"
+        click.echo(line)
+
+
+@executions_cli.command("retry")
+@click.argument("execution_id")
+@click.option("--as", "email", required=True, help="The user the retry is made for.")
+@click.option("--force", is_flag=True, help="Override the retry threshold (nothing else).")
+@click.option(
+    "--wait",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the worker's outcome.",
+)
+@refusals_exit_nonzero
+def retry_command(execution_id: str, email: str, force: bool, wait: float) -> None:
+    """Retry the failed execution EXECUTION_ID as the user EMAIL, and wait for the outcome.
+
+    The same checks as the panel and the API; the worker re-checks and does the work.
+    Exit status: 0 succeeded, 1 refused, rejected or failed, 3 still queued after --wait.
+    """
+    with unit_of_work() as session:
+        user = identity.find_user_by_email(session, email)
+        if user is None or not user.is_active:
+            raise DomainError(404, f"no active user with email {email}")
+        request = retry.request_retry(
+            session,
+            identity.principal_for(user),
+            execution_id,
+            force=force,
+            policy=retry.policy_from(get_settings()),
+        )
+    retry.enqueue_retry(request)
+    click.echo(f"retry request {request.id} queued")
+    outcome = _wait_for_outcome(request.id, wait)
+    if outcome.state == RequestState.SUCCEEDED:
+        click.echo(
+            f"succeeded: new execution {outcome.successor_execution_id} "
+            f"(attempt {outcome.retry_attempt_n}), pending approval"
+        )
+        return
+    if outcome.state == RequestState.QUEUED:
+        raise StillQueued(
+            f"retry request {request.id} is still queued after {wait:g}s: "
+            "is a worker running (celery -A tasks worker)?"
+        )
+    verb = "rejected" if outcome.state == RequestState.REJECTED else "failed"
+    raise click.ClickException(describe_refusal(f"{verb}: {outcome.error}", outcome.details))
+
+
+def _wait_for_outcome(request_id: Any, wait: float) -> RetryRequest:
+    deadline = time.monotonic() + wait
+    while True:
+        with unit_of_work() as session:
+            request = session.get(RetryRequest, request_id, populate_existing=True)
+            assert request is not None
+        if request.state != RequestState.QUEUED or time.monotonic() >= deadline:
+            return request
+        time.sleep(0.2)
 
 
 @demo_cli.command("seed")
