@@ -68,4 +68,8 @@ beat_schedule = {
         "task": "maintenance.reap_stuck_executions",
         "schedule": crontab(minute="*"),
     },
+    "requeue-unsent-approval-emails": {
+        "task": "maintenance.requeue_unsent_approval_emails",
+        "schedule": crontab(minute="*/10"),
+    },
 }

@@ -9,7 +9,11 @@ from sqlalchemy.exc import OperationalError
 from app import get_settings
 from app.db import unit_of_work, utcnow
 from app.services import maintenance
+from tasks.notifications import send_approval_email
 from tasks.worker import celery
+
+# Older than the longest an email task may still be backing off (EMAIL_MAX_RETRIES).
+UNSENT_EMAIL_AFTER = timedelta(minutes=15)
 
 _TRANSIENT = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 5}
 
@@ -30,3 +34,13 @@ def reap_stuck_executions() -> list[str]:
     with unit_of_work() as session:
         reaped = maintenance.reap_stuck(session, now=utcnow(), after=after)
     return [str(execution_id) for execution_id in reaped]
+
+
+@celery.task(name="maintenance.requeue_unsent_approval_emails", **_TRANSIENT)
+def requeue_unsent_approval_emails() -> list[str]:
+    """Queue the approval email again for pending rows that never got one."""
+    with unit_of_work() as session:
+        unsent = maintenance.unsent_approval_emails(session, now=utcnow(), after=UNSENT_EMAIL_AFTER)
+    for execution_id in unsent:
+        send_approval_email.delay(str(execution_id))
+    return [str(execution_id) for execution_id in unsent]

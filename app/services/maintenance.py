@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.statuses import IN_FLIGHT, Status
@@ -77,3 +77,23 @@ def reap_stuck(session: Session, *, now: datetime, after: timedelta) -> list[uui
             session, "execution.reaped", execution_id=execution_id, details={"minutes": minutes}
         )
     return reaped
+
+
+def unsent_approval_emails(session: Session, *, now: datetime, after: timedelta) -> list[uuid.UUID]:
+    """Pending rows whose approval email is still unsent `after` their creation.
+
+    Their email task was lost (a broker flushed, a worker killed before it queued the
+    email). Queueing it again is safe: the email task sends once per execution.
+    """
+    return list(
+        session.scalars(
+            select(PurchaseExecution.execution_id)
+            .where(
+                PurchaseExecution.status == Status.PENDING,
+                PurchaseExecution.notification_sent_at.is_(None),
+                PurchaseExecution.created_at < now - after,
+            )
+            .order_by(PurchaseExecution.created_at)
+            .limit(1000)
+        )
+    )

@@ -10,8 +10,14 @@ from sqlalchemy import select
 from app.db import unit_of_work, utcnow
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression
-from tasks.maintenance import expire_pending_executions, reap_stuck_executions
-from tests.factories import make_execution
+from tasks.maintenance import (
+    UNSENT_EMAIL_AFTER,
+    expire_pending_executions,
+    reap_stuck_executions,
+    requeue_unsent_approval_emails,
+)
+from tests.commands import wait_until
+from tests.factories import make_execution, make_user
 
 pytestmark = pytest.mark.worker
 
@@ -90,3 +96,29 @@ def test_the_worker_reaps_stuck_in_flight_rows(committed_db, celery_worker, sett
     assert row.error.startswith("reaped: no progress for more than")
     actions = sorted(e.action for e in committed_db.scalars(select(AuditEvent)))
     assert actions == ["execution.reaped", "execution.reaped"]
+
+
+def test_beat_requeues_approval_emails_that_were_never_sent(committed_db, celery_worker, mailbox):
+    long_ago = utcnow() - UNSENT_EMAIL_AFTER - timedelta(minutes=1)
+    with unit_of_work() as session:
+        owner = make_user(session)
+        lost = make_execution(session, Status.PENDING, created_by=owner, created_at=long_ago)
+        fresh = make_execution(session, Status.PENDING, created_by=owner)
+        sent = make_execution(
+            session,
+            Status.PENDING,
+            created_by=owner,
+            created_at=long_ago,
+            notification_sent_at=long_ago,
+        )
+        failed = make_execution(session, Status.FAILED, created_by=owner, created_at=long_ago)
+
+    requeued = requeue_unsent_approval_emails.delay().get(timeout=30)
+
+    assert requeued == [str(lost.execution_id)]
+    wait_until(lambda: mailbox.messages, what="the requeued approval email")
+    assert mailbox.messages[0].rcpt_tos == [owner.email]
+    assert status_of(committed_db, lost.execution_id) == "pending"
+    assert committed_db.get(PurchaseExecution, lost.execution_id).notification_sent_at
+    for untouched in (fresh, sent, failed):
+        assert str(untouched.execution_id) not in requeued
