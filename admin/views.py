@@ -5,16 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import flash, redirect, request
 from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
+from werkzeug.wrappers import Response
 
+from admin.row_actions import cells_for_page, refusal_text
 from admin.security import LoginRequiredMixin
-from app.db import db
+from app import get_settings
+from app.auth.session import safe_next_url
+from app.db import db, unit_of_work
+from app.domain.errors import DomainError
 from app.domain.statuses import Status
 from app.models import PurchaseExecution
+from app.services import retry
 from app.services.identity import principal_for
 
 
@@ -39,8 +46,13 @@ def format_timestamp(_view: Any, value: datetime, _name: str) -> str:
 
 
 class PurchaseHistoryView(LoginRequiredMixin, ModelView):
-    """Purchase History: newest first, read-only (row actions come with their services)."""
+    """Purchase History: newest first, read-only records, an action cell per row.
 
+    Row actions are POST forms (CSRF token, confirmation) to this view's own endpoints;
+    Flask-Admin's built-in row-action links are GETs and are not used for them.
+    """
+
+    list_template = "panel/purchases_list.html"
     form_base_class = FlaskForm  # one CSRF mechanism: Flask-WTF's
     can_create = False
     can_edit = False
@@ -80,3 +92,45 @@ class PurchaseHistoryView(LoginRequiredMixin, ModelView):
     column_type_formatters = {**ModelView.column_type_formatters, datetime: format_timestamp}
     column_filters = ("status",)
     column_labels = {"retry_attempt_n": "Attempt", "execution_id": "Execution"}
+
+    def _apply_sorting(self, query: Any, joins: Any, sort_column: Any, sort_desc: bool) -> Any:
+        # Rows created in the same instant would otherwise swap places between page loads,
+        # and pagination could show one twice and skip another.
+        query, joins = super()._apply_sorting(query, joins, sort_column, sort_desc)
+        return query.order_by(PurchaseExecution.execution_id.desc()), joins
+
+    def render(self, template: str, **kwargs: Any) -> str:
+        if template == self.list_template:
+            # Computed per request and handed to the template, never kept on `self`:
+            # one view instance serves every request thread.
+            kwargs["action_cells"] = cells_for_page(
+                db.session(),
+                principal_for(current_user),
+                kwargs["data"],
+                retry.policy_from(get_settings()),
+            )
+        return super().render(template, **kwargs)
+
+    @expose("/retry/<path:execution_id>", methods=("POST",))
+    def retry_view(self, execution_id: str) -> Response:
+        """The Retry row action: check and record the request, queue it once committed,
+        and go back to the list with the outcome as a flash message."""
+        force = request.form.get("force") == "true"
+        try:
+            with unit_of_work() as session:
+                retry_request = retry.request_retry(
+                    session,
+                    principal_for(current_user),
+                    execution_id,
+                    force=force,
+                    policy=retry.policy_from(get_settings()),
+                )
+        except DomainError as refusal:
+            flash(refusal_text(refusal), "error")
+        else:
+            retry.enqueue_retry(retry_request)
+            flash(
+                f"Retry of {retry_request.execution_id} queued (request {retry_request.id})",
+                "success",
+            )
+        return redirect(safe_next_url(request.form.get("next")) or self.get_url(".index_view"))

@@ -15,11 +15,12 @@ Every success and every refusal leaves an audit event in the same transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -110,6 +111,25 @@ def find_request(session: Session, principal: Principal, raw_request_id: str) ->
     if not principal.is_admin and request.requested_by_user_id != principal.user_id:
         raise DomainError(403, "only the user who asked for a retry (or an admin) may read it")
     return request
+
+
+def queued_requests_of(
+    session: Session, principal: Principal, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """For each of `ids` with a retry request by `principal` that the worker has not
+    settled yet, that request's id (the newest, should there be several)."""
+    if not ids or principal.user_id is None:
+        return {}
+    rows = session.execute(
+        select(RetryRequest.execution_id, RetryRequest.id)
+        .where(
+            RetryRequest.execution_id.in_(ids),
+            RetryRequest.requested_by_user_id == principal.user_id,
+            RetryRequest.state == RequestState.QUEUED.value,
+        )
+        .order_by(RetryRequest.created_at)
+    )
+    return {execution_id: request_id for execution_id, request_id in rows}
 
 
 def request_as_dict(request: RetryRequest) -> dict[str, Any]:

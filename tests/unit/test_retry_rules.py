@@ -209,7 +209,7 @@ class TestActionCell:
         cell = action_cell(user(), Row(retry_attempt_n=5), POLICY)
         (button,) = cell.buttons
         assert button.action == "force-retry" and button.force
-        assert button.label == "Retried 5× — override"
+        assert button.label == "Retried 5× — override"  # noqa: RUF001  (the SPEC's label)
         assert "threshold 5" in button.confirm
 
     def test_no_button_for_a_user_who_may_not_retry(self):
@@ -218,9 +218,7 @@ class TestActionCell:
 
     def test_lineage_and_queued_request(self):
         predecessor, request = uuid.uuid4(), uuid.uuid4()
-        cell = action_cell(
-            user(), Row(retry_execution_id=SUCCESSOR), POLICY, retry_of=predecessor
-        )
+        cell = action_cell(user(), Row(retry_execution_id=SUCCESSOR), POLICY, retry_of=predecessor)
         assert (cell.retry_of, cell.retried_by, cell.buttons) == (predecessor, SUCCESSOR, ())
         queued = action_cell(user(), Row(), POLICY, queued_request_id=request)
         assert queued.queued_request_id == request and queued.buttons == ()
