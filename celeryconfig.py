@@ -68,6 +68,10 @@ beat_schedule = {
         "task": "maintenance.reap_stuck_executions",
         "schedule": crontab(minute="*"),
     },
+    "requeue-stalled-retry-requests": {
+        "task": "maintenance.requeue_stalled_retry_requests",
+        "schedule": crontab(minute="*/5"),
+    },
     "requeue-unsent-approval-emails": {
         "task": "maintenance.requeue_unsent_approval_emails",
         "schedule": crontab(minute="*/10"),

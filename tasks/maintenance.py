@@ -8,12 +8,14 @@ from sqlalchemy.exc import OperationalError
 
 from app import get_settings
 from app.db import unit_of_work, utcnow
-from app.services import maintenance
+from app.services import maintenance, retry
 from tasks.notifications import send_approval_email
 from tasks.worker import celery
 
 # Older than the longest an email task may still be backing off (EMAIL_MAX_RETRIES).
 UNSENT_EMAIL_AFTER = timedelta(minutes=15)
+# Older than the longest a retry task may still be backing off on database errors.
+STALLED_REQUEST_AFTER = timedelta(minutes=5)
 
 _TRANSIENT = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 5}
 
@@ -44,3 +46,15 @@ def requeue_unsent_approval_emails() -> list[str]:
     for execution_id in unsent:
         send_approval_email.delay(str(execution_id))
     return [str(execution_id) for execution_id in unsent]
+
+
+@celery.task(name="maintenance.requeue_stalled_retry_requests", **_TRANSIENT)
+def requeue_stalled_retry_requests() -> list[str]:
+    """Queue the task again for retry requests that never reached a worker."""
+    with unit_of_work() as session:
+        stalled = maintenance.stalled_retry_requests(
+            session, now=utcnow(), after=STALLED_REQUEST_AFTER
+        )
+    for request in stalled:
+        retry.enqueue_retry(request)
+    return [str(request.id) for request in stalled]

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from app.domain.retry import RequestState
 from app.domain.statuses import IN_FLIGHT, Status
-from app.models import PurchaseExecution, PurchaseSuppression
+from app.models import PurchaseExecution, PurchaseSuppression, RetryRequest
 from app.services import audit
 
 
@@ -94,6 +95,25 @@ def unsent_approval_emails(session: Session, *, now: datetime, after: timedelta)
                 PurchaseExecution.created_at < now - after,
             )
             .order_by(PurchaseExecution.created_at)
+            .limit(1000)
+        )
+    )
+
+
+def stalled_retry_requests(
+    session: Session, *, now: datetime, after: timedelta
+) -> list[RetryRequest]:
+    """Retry requests still queued `after` their last touch: their task never reached a
+    worker (the broker was down when the web layer queued it, say). Queueing them again
+    is safe: the task settles a request once."""
+    return list(
+        session.scalars(
+            select(RetryRequest)
+            .where(
+                RetryRequest.state == RequestState.QUEUED.value,
+                RetryRequest.updated_at < now - after,
+            )
+            .order_by(RetryRequest.created_at)
             .limit(1000)
         )
     )

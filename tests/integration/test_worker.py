@@ -8,12 +8,17 @@ import pytest
 from sqlalchemy import select
 
 from app.db import unit_of_work, utcnow
+from app.domain.retry import RetryPolicy
 from app.domain.statuses import Status
-from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression
+from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression, RetryRequest
+from app.services import retry
+from app.services.identity import principal_for
 from tasks.maintenance import (
+    STALLED_REQUEST_AFTER,
     UNSENT_EMAIL_AFTER,
     expire_pending_executions,
     reap_stuck_executions,
+    requeue_stalled_retry_requests,
     requeue_unsent_approval_emails,
 )
 from tests.commands import wait_until
@@ -122,3 +127,26 @@ def test_beat_requeues_approval_emails_that_were_never_sent(committed_db, celery
     assert committed_db.get(PurchaseExecution, lost.execution_id).notification_sent_at
     for untouched in (fresh, sent, failed):
         assert str(untouched.execution_id) not in requeued
+
+
+def test_beat_requeues_retry_requests_whose_task_was_lost(app, committed_db, celery_worker):
+    with unit_of_work() as session:
+        owner = make_user(session)
+        row = make_execution(
+            session, Status.FAILED, created_by=owner, error="capacity", recommendations=[]
+        )
+        lost = retry.request_retry(
+            session, principal_for(owner), row.execution_id, force=False, policy=RetryPolicy()
+        )
+        lost.updated_at = utcnow() - STALLED_REQUEST_AFTER - timedelta(minutes=1)
+    # The web layer committed, then the broker lost the task: nothing was ever queued.
+
+    requeued = requeue_stalled_retry_requests.delay().get(timeout=30)
+
+    assert requeued == [str(lost.id)]
+    settled = wait_until(
+        lambda: committed_db.get(RetryRequest, lost.id, populate_existing=True).state != "queued",
+        what="the requeued request to settle",
+    )
+    assert settled
+    assert committed_db.get(RetryRequest, lost.id).state == "succeeded"
