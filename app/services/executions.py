@@ -11,7 +11,7 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -96,7 +96,9 @@ def parse_limit(raw: str | None) -> int:
     if raw is None or raw.strip() == "":
         return DEFAULT_PAGE_SIZE
     text = raw.strip()
-    if not text.isdigit() or len(text) > 6 or not 1 <= int(text) <= MAX_PAGE_SIZE:
+    # ASCII only: str.isdigit() also accepts "²", which int() refuses with a ValueError.
+    digits = text.isascii() and text.isdigit()
+    if not digits or len(text) > 6 or not 1 <= int(text) <= MAX_PAGE_SIZE:
         raise DomainError(400, f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
     return int(text)
 
@@ -113,11 +115,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, _, execution_id = base64.urlsafe_b64decode(padded).decode().partition("|")
-        position = datetime.fromisoformat(created_at), uuid.UUID(execution_id)
-        if position[0].tzinfo is None:
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
             raise ValueError("naive timestamp")
-        return position
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # In UTC here, not at bind time: "9999-12-31T23:59-01:00" overflows there.
+        return moment.astimezone(UTC), uuid.UUID(execution_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise DomainError(
             400, "malformed cursor: pass the `next` value of a previous page"
         ) from None
@@ -165,7 +168,9 @@ def creator_emails(session: Session, rows: Sequence[PurchaseExecution]) -> dict[
     ids = {row.created_by_user_id for row in rows if row.created_by_user_id is not None}
     if not ids:
         return {}
-    return dict(session.execute(select(User.id, User.email).where(User.id.in_(ids))).tuples())
+    found = session.execute(select(User.id, User.email).where(User.id.in_(ids)))
+    # Not dict(result): a Result has .keys() (its columns), so dict() would index it.
+    return {user_id: email for user_id, email in found}
 
 
 def as_item(

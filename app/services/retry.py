@@ -68,7 +68,8 @@ def request_retry(
     try:
         execution = find_execution(session, raw_execution_id)
     except DomainError as refusal:
-        _audit_refusal(session, principal, None, refusal, force=force, raw=str(raw_execution_id))
+        # The message names the id (repr-escaped when malformed: JSONB holds no NUL).
+        _audit_refusal(session, principal, None, refusal, force=force)
         raise
     refusal = retry_refusal(principal, execution, policy, force=force)
     if refusal is not None:
@@ -371,7 +372,6 @@ def _audit_refusal(
     refusal: DomainError,
     *,
     force: bool,
-    raw: str | None = None,
     request_id: uuid.UUID | None = None,
     action: str = "retry.refused",
 ) -> None:
@@ -381,8 +381,6 @@ def _audit_refusal(
         "force": force,
         **refusal.details,
     }
-    if raw is not None:
-        details["requested_id"] = raw[:64]
     if request_id is not None:
         details["request_id"] = str(request_id)
     audit.record(session, action, actor=principal, execution_id=execution_id, details=details)
