@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.domain.statuses import Status
-from app.models import CloudAccount, PurchaseExecution, User
+from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
 from app.services.identity import create_user
 
 PASSWORD = "correct horse battery"
@@ -79,3 +79,11 @@ def make_account(
     session.add(account)
     session.flush()
     return account
+
+
+def make_plan(session: Session) -> PurchasePlan:
+    """A ramp part-way through: step 2 of 4."""
+    plan = PurchasePlan(name="ramp", total_steps=4, current_step=2)
+    session.add(plan)
+    session.flush()
+    return plan

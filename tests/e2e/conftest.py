@@ -1,10 +1,17 @@
-"""Real-browser fixtures: the test app served over HTTP, and Debian's Chromium driving it.
+"""End-to-end fixtures: a test client and a user; for the real-browser tests, the test app
+served over HTTP and Debian's Chromium driving it.
 
+- `client`: Flask's test client for one test, on the rolled-back `db_session` and a
+  flushed `redis_db`.
+- `alice`: alice@example.com in no group (default permissions: `retry-own`, not
+  `retry-any`), with the password `tests.factories.PASSWORD`.
 - `live_server`: the session `app` on 127.0.0.1 at a free port, in a background thread,
   for one test. It depends on `committed_db`, so what the test commits with
   `unit_of_work()` is visible to the server's request threads (and emptied afterwards).
 - `browser`: one headless Chromium for the run (Playwright's sync API).
 - `browser_context` / `browser_page`: a fresh context (cookies, storage) and page per test.
+
+Plain helpers (signing in over the API, the login form or the browser) are in helpers.py.
 
 Playwright's own browser download does not work here; the tests drive
 /usr/bin/chromium, which scripts/test installs. Without it the browser tests are skipped
@@ -19,10 +26,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
+from flask.testing import FlaskClient
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
+
+from app.models import User
+from tests.factories import make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,6 +51,17 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 10_000
 
 expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture
+def client(app: Flask, db_session: Session, redis_db: redis.Redis) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def alice(db_session: Session) -> User:
+    """In no group: the default permissions, so of the retry ones `retry-own` only."""
+    return make_user(db_session, "alice@example.com")
 
 
 @pytest.fixture

@@ -5,21 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.domain import lockout
+from tests.e2e.helpers import api_login
 from tests.factories import PASSWORD, make_user
-
-
-@pytest.fixture
-def client(app, db_session, redis_db):
-    return app.test_client()
-
-
-@pytest.fixture
-def alice(db_session):
-    return make_user(db_session, "alice@example.com")
-
-
-def api_login(client, email, password):
-    return client.post("/api/auth/login", json={"email": email, "password": password})
 
 
 def session_cookie(client):

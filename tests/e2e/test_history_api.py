@@ -13,9 +13,9 @@ import pytest
 
 from app.domain.retry import OPS_HINTS
 from app.domain.statuses import Status
-from app.models import CloudAccount, PurchasePlan
 from app.services.identity import create_group
-from tests.factories import PASSWORD, make_execution, make_user
+from tests.e2e.helpers import sign_in
+from tests.factories import make_account, make_execution, make_plan, make_user
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 ITEM_FIELDS = {
@@ -34,11 +34,6 @@ ITEM_FIELDS = {
     "total_upfront_cost",
     "estimated_savings",
 }
-
-
-def sign_in(client, user) -> None:
-    response = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
-    assert response.status_code == 200, response.json
 
 
 def history(client, query: str = "") -> dict[str, Any]:
@@ -74,30 +69,6 @@ def walk(client, query: str) -> tuple[list[str], int]:
 
 def cursor_for(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def account(session, provider: str = "aws") -> CloudAccount:
-    found = CloudAccount(name=f"{provider} prod", provider=provider, external_id="123456789012")
-    session.add(found)
-    session.flush()
-    return found
-
-
-def plan(session) -> PurchasePlan:
-    found = PurchasePlan(name="ramp", total_steps=4, current_step=2)
-    session.add(found)
-    session.flush()
-    return found
-
-
-@pytest.fixture
-def client(app, db_session, redis_db):
-    return app.test_client()
-
-
-@pytest.fixture
-def alice(db_session):
-    return make_user(db_session, "alice@example.com")
 
 
 @pytest.fixture
@@ -168,8 +139,9 @@ def test_an_empty_history(signed_in):
 
 def test_filters_narrow_the_history(db_session, signed_in, alice):
     bob = make_user(db_session, "bob@example.com")
-    aws, azure = account(db_session, "aws"), account(db_session, "azure")
-    ramp = plan(db_session)
+    aws = make_account(db_session, provider="aws")
+    azure = make_account(db_session, provider="azure")
+    ramp = make_plan(db_session)
     target = make_execution(
         db_session,
         Status.FAILED,
@@ -221,7 +193,7 @@ def test_a_repeated_filter_takes_its_first_value(db_session, signed_in, alice):
 
 def lineage(session, creator):
     """A failed row with an ops hint, retried into a pending successor with costs."""
-    ramp, aws = plan(session), account(session)
+    ramp, aws = make_plan(session), make_account(session)
     successor = make_execution(
         session,
         Status.PENDING,

@@ -14,17 +14,10 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from app.db import unit_of_work
 from app.domain.statuses import Status
-from tests.factories import PASSWORD, make_execution, make_user
+from tests.e2e.helpers import EMAIL, browser_sign_in, create_user, submit_login
+from tests.factories import PASSWORD, make_execution
 
 pytestmark = pytest.mark.browser
-
-EMAIL = "dana@example.com"
-
-
-def create_user(email: str = EMAIL) -> str:
-    with unit_of_work() as session:
-        make_user(session, email)
-    return email
 
 
 def path_of(url: str) -> str:
@@ -33,18 +26,6 @@ def path_of(url: str) -> str:
 
 def next_param(url: str) -> list[str]:
     return parse_qs(urlsplit(url).query).get("next", [])
-
-
-def submit_login(page: Page, email: str, password: str) -> None:
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def sign_in(page: Page, base_url: str, email: str = EMAIL) -> None:
-    page.goto(f"{base_url}/login")
-    submit_login(page, email, PASSWORD)
-    expect(page.locator("[data-current-user]")).to_have_text(email)
 
 
 def test_purchase_history_sends_a_signed_out_user_to_login_and_back(
@@ -100,7 +81,7 @@ def test_signing_out_returns_to_login_and_the_panel_is_closed_again(
 ) -> None:
     page = browser_page
     create_user()
-    sign_in(page, live_server)
+    browser_sign_in(page, live_server)
     expect(page).to_have_url(re.compile(re.escape(live_server) + r"/admin/?$"))
 
     page.locator('[data-action="logout"]').click()

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from app.domain.statuses import Status
 from app.services.identity import create_group
+from tests.e2e.helpers import csrf_from, page_login
 from tests.factories import PASSWORD, make_execution, make_user
-
-
-@pytest.fixture
-def client(app, db_session, redis_db):
-    return app.test_client()
-
-
-def csrf_from(html: str) -> str:
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
-        r'name="csrf_token" value="([^"]+)"', html
-    )
-    assert match, "no csrf_token field in the page"
-    return match.group(1)
-
-
-def page_login(client, email, password, next_url=None):
-    page = client.get("/login")
-    form = {"email": email, "password": password, "csrf_token": csrf_from(page.text)}
-    url = f"/login?next={next_url}" if next_url else "/login"
-    return client.post(url, data=form)
 
 
 def test_the_panel_sends_anonymous_users_to_login_and_back(client, db_session):

@@ -18,28 +18,14 @@ from app.db import unit_of_work
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, RetryRequest
 from app.services.identity import find_user_by_email
-from tests.e2e.test_panel_browser import create_user, sign_in
-from tests.factories import make_execution
+from tests.e2e.helpers import browser_sign_in, create_user
+from tests.factories import make_execution, recommendation
 
 pytestmark = pytest.mark.browser
 
-RECOMMENDATION = {
-    "provider": "aws",
-    "service": "ec2",
-    "region": "us-east-1",
-    "resource_type": "m5.large",
-    "engine": "",
-    "account_id": "123456789012",
-    "count": 2,
-    "term_years": 1,
-    "payment_option": "no-upfront",
-    "upfront_cost": 0,
-    "monthly_savings": 40,
-    "selected": True,
-    "error": "capacity",
-    "purchased": False,
-    "purchase_id": None,
-}
+RECOMMENDATION = recommendation(
+    payment_option="no-upfront", upfront_cost=0, monthly_savings=40, error="capacity"
+)
 
 
 def failed_row(email: str, **fields: Any) -> uuid.UUID:
@@ -90,7 +76,7 @@ def test_retry_queues_and_the_worker_links_the_successor(
     page = browser_page
     email = create_user()
     row_id = failed_row(email, error="InsufficientInstanceCapacity")
-    sign_in(page, live_server, email)
+    browser_sign_in(page, live_server, email)
     page.goto(f"{live_server}/admin/purchases/")
     prompts: list[str] = []
 
@@ -122,7 +108,7 @@ def test_the_override_confirms_then_forces_a_sixth_attempt(
     page = browser_page
     email = create_user()
     row_id = failed_row(email, error="capacity", retry_attempt_n=5)
-    sign_in(page, live_server, email)
+    browser_sign_in(page, live_server, email)
     page.goto(f"{live_server}/admin/purchases/")
     prompts: list[str] = []
 
@@ -147,7 +133,7 @@ def test_a_hint_badge_replaces_retry(live_server: str, browser_page: Page) -> No
     email = create_user()
     hinted = failed_row(email, error="SES Sandbox: recipient not verified")
     plain = failed_row(email, error="capacity")
-    sign_in(page, live_server, email)
+    browser_sign_in(page, live_server, email)
     page.goto(f"{live_server}/admin/purchases/")
 
     badge = row_of(page, hinted).locator("[data-ops-hint]")
@@ -161,7 +147,7 @@ def test_dismissing_the_confirmation_sends_nothing(live_server: str, browser_pag
     page = browser_page
     email = create_user()
     row_id = failed_row(email, error="capacity")
-    sign_in(page, live_server, email)
+    browser_sign_in(page, live_server, email)
     page.goto(f"{live_server}/admin/purchases/")
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)

@@ -16,15 +16,10 @@ from sqlalchemy import event, func, select
 from app.db import db
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, RetryRequest
-from tests.e2e.test_panel_http import csrf_from, page_login
+from tests.e2e.helpers import csrf_from, page_login
 from tests.factories import PASSWORD, make_execution, make_user
 
 LIST = "/admin/purchases/"
-
-
-@pytest.fixture
-def client(app, db_session, redis_db):
-    return app.test_client()
 
 
 def signed_in(client, session, groups=()):

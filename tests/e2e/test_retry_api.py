@@ -19,31 +19,17 @@ from app.domain.retry import OPS_HINTS
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, RetryRequest
 from app.services.retry import RETRY_TASK
-from tests.factories import PASSWORD, make_execution, make_user
+from tests.e2e.helpers import sign_in
+from tests.factories import make_execution, make_user, recommendation
 
 NOT_FAILED = [status for status in Status if status is not Status.FAILED]
 
 
 def item(provider: str = "aws", **overrides: Any) -> dict[str, Any]:
     """One recommendation, already attempted once."""
-    return {
-        "provider": provider,
-        "service": "ec2",
-        "region": "us-east-1",
-        "resource_type": "m5.large",
-        "engine": "",
-        "account_id": "123456789012",
-        "count": 2,
-        "term_years": 1,
-        "payment_option": "all-upfront",
-        "upfront_cost": "1200.00",
-        "monthly_savings": "45.50",
-        "selected": True,
-        "error": "InsufficientInstanceCapacity",
-        "purchased": False,
-        "purchase_id": None,
-        **overrides,
-    }
+    return recommendation(
+        **{"provider": provider, "error": "InsufficientInstanceCapacity", **overrides}
+    )
 
 
 def failed_row(session, creator=None, **fields: Any) -> PurchaseExecution:
@@ -60,12 +46,6 @@ def retried_row(session, creator=None, **fields: Any) -> PurchaseExecution:
     """A failed row that already has a successor."""
     successor = make_execution(session, Status.PENDING, created_by=creator)
     return failed_row(session, creator, retry_execution_id=successor.execution_id, **fields)
-
-
-def sign_in(client, user) -> str:
-    response = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
-    assert response.status_code == 200, response.json
-    return response.json["csrf_token"]
 
 
 def post_retry(client, token: str | None, execution_id: Any, query: str = ""):
@@ -105,17 +85,6 @@ def assert_refused_and_nothing_written(
     assert count(session, PurchaseExecution) == executions_before
     assert audit_events(session, "retry.requested") == []
     return body
-
-
-@pytest.fixture
-def client(app, db_session, redis_db):
-    return app.test_client()
-
-
-@pytest.fixture
-def alice(db_session):
-    """Default permissions: `retry-own` only."""
-    return make_user(db_session, "alice@example.com")
 
 
 @pytest.fixture

@@ -15,13 +15,12 @@ from app.domain.statuses import Status
 from app.models import (
     AuditEvent,
     PurchaseExecution,
-    PurchasePlan,
     PurchaseSuppression,
     RetryRequest,
 )
 from app.services import retry
 from app.services.identity import principal_for
-from tests.factories import make_account, make_execution, make_user, recommendation
+from tests.factories import make_account, make_execution, make_plan, make_user, recommendation
 
 POLICY = RetryPolicy(threshold=5)
 GRACE = timedelta(days=7)
@@ -29,9 +28,7 @@ GRACE = timedelta(days=7)
 
 def failed_purchase(session, creator, **fields):
     account = make_account(session)
-    plan = PurchasePlan(name="ramp", total_steps=4, current_step=2)
-    session.add(plan)
-    session.flush()
+    plan = make_plan(session)
     items = [
         recommendation(count=2, error="capacity", purchased=False),
         recommendation(count=3, purchased=True, purchase_id="ri-1"),
