@@ -14,12 +14,15 @@ Every success and every refusal leaves an audit event in the same transaction.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -42,6 +45,8 @@ from app.services.executions import find_execution
 from app.services.identity import load_active_user, principal_for
 
 RETRY_TASK = "purchases.retry_execution"
+
+log = logging.getLogger(__name__)
 
 
 def policy_from(settings: Settings) -> RetryPolicy:
@@ -97,10 +102,18 @@ def request_retry(
 
 
 def enqueue_retry(request: RetryRequest) -> None:
-    """Hand a committed request to the worker: ids only, under the request's task id."""
-    current_app.extensions["celery"].send_task(
-        RETRY_TASK, args=[str(request.id)], task_id=request.task_id
-    )
+    """Hand a committed request to the worker: ids only, under the request's task id.
+
+    The committed request is the record of the work; if the broker is unreachable now,
+    beat's `maintenance.requeue_stalled_retry_requests` sends it once it is back, so
+    the caller still answers "queued".
+    """
+    try:
+        current_app.extensions["celery"].send_task(
+            RETRY_TASK, args=[str(request.id)], task_id=request.task_id
+        )
+    except (KombuOperationalError, RedisError) as exc:
+        log.warning("retry request %s not queued yet (%s); beat will queue it", request.id, exc)
 
 
 def find_request(session: Session, principal: Principal, raw_request_id: str) -> RetryRequest:
@@ -186,7 +199,8 @@ def settle_request(
         if successor is None:  # lost the race to a concurrent retry of the same row
             execution = find_execution(session, request.execution_id)
             refusal = retry_refusal(principal, execution, policy, force=request.force)
-            assert refusal is not None, "the conditional update failed but the row is retryable"
+            if refusal is None:
+                raise RuntimeError("the predecessor update matched no row, yet it is retryable")
         else:
             _settle(request, RequestState.SUCCEEDED, now, successor=successor)
             audit.record(
@@ -258,7 +272,6 @@ def _requester_now(session: Session, request: RetryRequest) -> tuple[Principal, 
         return principal, DomainError(
             403, "not allowed to retry: the requesting user is no longer active"
         )
-    session.refresh(user)  # permissions as they are now, not as cached earlier
     return principal_for(user), None
 
 

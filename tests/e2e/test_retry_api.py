@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import func, select
 
 from app.domain.retry import OPS_HINTS
@@ -401,6 +402,22 @@ def test_an_accepted_retry_answers_202_and_records_one_queued_request(
     assert message["headers"]["task"] == RETRY_TASK
     assert message["headers"]["id"] == queued.task_id
     assert message["headers"]["argsrepr"] == repr([body["request_id"]])
+
+
+def test_a_broker_outage_still_answers_202_with_the_request_kept_for_beat(
+    app, client, db_session, alice, redis_db, monkeypatch
+):
+    def broker_down(*_args, **_kwargs):
+        raise KombuOperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(app.extensions["celery"], "send_task", broker_down)
+    row = failed_row(db_session, alice)
+    response = post_retry(client, sign_in(client, alice), row.execution_id)
+
+    assert response.status_code == 202
+    [kept] = db_session.scalars(select(RetryRequest)).all()
+    assert (str(kept.id), kept.state) == (response.json["request_id"], "queued")
+    assert queued_task_messages(redis_db) == []
 
 
 def test_a_forced_retry_records_the_force_flag(client, db_session, alice):
