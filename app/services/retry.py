@@ -180,16 +180,15 @@ def settle_request(
     written then. The claim is a conditional UPDATE, so two deliveries of one request
     serialize on its row and the second finds it settled.
     """
-    claimed = session.execute(
+    request = session.scalars(
         update(RetryRequest)
         .where(RetryRequest.id == request_id, RetryRequest.state == RequestState.QUEUED.value)
         .values(updated_at=now)
-        .returning(RetryRequest.id)
-    ).first()
-    if claimed is None:
+        .returning(RetryRequest)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).one_or_none()
+    if request is None:
         return None
-    request = session.get(RetryRequest, request_id, populate_existing=True)
-    assert request is not None
     principal, refusal = _requester_now(session, request)
     execution = find_execution(session, request.execution_id)
     if refusal is None:
