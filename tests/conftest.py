@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -44,11 +44,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
-class RecordingHandler:
-    """An aiosmtpd handler that keeps every message it accepts."""
+class ScriptedSmtp:
+    """An aiosmtpd handler that keeps what it accepts and counts sessions (EHLO).
 
-    messages: list = field(default_factory=list)
+    With `reply` set (a 4xx or 5xx line), every recipient is refused with it.
+    """
+
+    def __init__(self, reply: str | None = None) -> None:
+        self.reply = reply
+        self.sessions = 0
+        self.messages: list = []
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.reply:
+            return self.reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.messages.append(envelope)
@@ -59,7 +75,7 @@ class RecordingHandler:
 class SmtpServer:
     host: str
     port: int
-    handler: RecordingHandler
+    handler: ScriptedSmtp
 
     @property
     def messages(self) -> list:
@@ -68,7 +84,7 @@ class SmtpServer:
 
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[SmtpServer]:
-    handler = RecordingHandler()
+    handler = ScriptedSmtp()
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield SmtpServer(controller.hostname, controller.port, handler)

@@ -9,35 +9,12 @@ from aiosmtpd.controller import Controller
 
 from app import mail
 from app.config import Settings
-from tests.conftest import free_port
-
-
-class CountingSmtp:
-    """Counts sessions (EHLO) and messages; refuses recipients on `refuse@`."""
-
-    def __init__(self) -> None:
-        self.sessions = 0
-        self.messages: list = []
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        self.sessions += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("refuse@"):
-            return "550 5.1.1 no such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 Message accepted"
+from tests.conftest import ScriptedSmtp, free_port
 
 
 @pytest.fixture
 def server():
-    handler = CountingSmtp()
+    handler = ScriptedSmtp()
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield handler, Settings(database_url="sqlite://", smtp_port=controller.port)
@@ -62,10 +39,12 @@ def test_messages_share_one_connection(server):
 
 def test_a_refusal_is_permanent_and_the_connection_is_not_reused(server):
     handler, settings = server
+    handler.reply = "550 5.1.1 no such mailbox"
     with pytest.raises(mail.SendFailure) as refused:
-        mail.send_message(settings, message("refuse@example.com"))
+        mail.send_message(settings, message("nobody@example.com"))
     assert refused.value.permanent
     assert refused.value.reply == "550 5.1.1 no such mailbox"
+    handler.reply = None
     mail.send_message(settings, message("ops@example.com"))
     assert handler.sessions == 2 and len(handler.messages) == 1
 

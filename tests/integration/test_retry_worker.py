@@ -19,28 +19,10 @@ from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression, Retry
 from app.services import retry
 from app.services.identity import principal_for
 from tests.commands import start_worker, stop_worker, wait_until
-from tests.conftest import free_port
+from tests.conftest import ScriptedSmtp, free_port
 from tests.factories import make_account, make_execution, make_user, recommendation
 
 pytestmark = pytest.mark.worker
-
-
-class ScriptedSmtp:
-    """An SMTP handler that answers RCPT with `reply` (e.g. a 4xx or 5xx) or accepts."""
-
-    def __init__(self, reply: str | None = None) -> None:
-        self.reply = reply
-        self.messages: list = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.reply:
-            return self.reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 Message accepted"
 
 
 @pytest.fixture
