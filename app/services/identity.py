@@ -15,7 +15,7 @@ import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.domain import lockout
 from app.domain.errors import DomainError
@@ -68,7 +68,8 @@ def load_active_user(session: Session, user_id: str | uuid.UUID) -> User | None:
         key = user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(str(user_id))
     except ValueError:
         return None
-    user = session.get(User, key)
+    # Groups in the same round trip: every signed-in request and every task needs them.
+    user = session.get(User, key, options=[joinedload(User.groups)])
     return user if user is not None and user.is_active else None
 
 

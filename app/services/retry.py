@@ -110,7 +110,7 @@ def enqueue_retry(request: RetryRequest) -> None:
     """
     try:
         current_app.extensions["celery"].send_task(
-            RETRY_TASK, args=[str(request.id)], task_id=request.task_id
+            RETRY_TASK, args=[str(request.id)], task_id=request.task_id, ignore_result=True
         )
     except (KombuOperationalError, RedisError) as exc:
         log.warning("retry request %s not queued yet (%s); beat will queue it", request.id, exc)
