@@ -15,9 +15,8 @@ from werkzeug.wrappers import Response
 
 from admin.row_actions import cells_for_page, refusal_text
 from admin.security import LoginRequiredMixin
-from app import get_settings
 from app.auth.session import safe_next_url
-from app.db import db, unit_of_work
+from app.db import db
 from app.domain.errors import DomainError
 from app.domain.statuses import Status
 from app.models import PurchaseExecution
@@ -107,7 +106,7 @@ class PurchaseHistoryView(LoginRequiredMixin, ModelView):
                 db.session(),
                 principal_for(current_user),
                 kwargs["data"],
-                retry.policy_from(get_settings()),
+                retry.current_policy(),
             )
         return super().render(template, **kwargs)
 
@@ -117,18 +116,12 @@ class PurchaseHistoryView(LoginRequiredMixin, ModelView):
         and go back to the list with the outcome as a flash message."""
         force = request.form.get("force") == "true"
         try:
-            with unit_of_work() as session:
-                retry_request = retry.request_retry(
-                    session,
-                    principal_for(current_user),
-                    execution_id,
-                    force=force,
-                    policy=retry.policy_from(get_settings()),
-                )
+            retry_request = retry.ask_for_retry(
+                principal_for(current_user), execution_id, force=force
+            )
         except DomainError as refusal:
             flash(refusal_text(refusal), "error")
         else:
-            retry.enqueue_retry(retry_request)
             flash(
                 f"Retry of {retry_request.execution_id} queued (request {retry_request.id})",
                 "success",

@@ -16,7 +16,6 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from app import get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.errors import DomainError
 from app.domain.retry import RequestState
@@ -113,7 +112,7 @@ def create_group_command(name: str, permissions: tuple[str, ...], restrict_defau
 @click.option("--limit", type=click.IntRange(1, executions.MAX_PAGE_SIZE), default=50)
 def list_command(status: str | None, limit: int) -> None:
     """The newest executions: when, id, status, attempt, lineage, error and ops hint."""
-    policy = retry.policy_from(get_settings())
+    policy = retry.current_policy()
     with unit_of_work() as session:
         page = executions.history_page(
             session, executions.HistoryFilter(status=status), limit=limit
@@ -166,14 +165,8 @@ def retry_command(execution_id: str, email: str, force: bool, wait: float) -> No
         user = identity.find_user_by_email(session, email)
         if user is None or not user.is_active:
             raise DomainError(404, f"no active user with email {email}")
-        request = retry.request_retry(
-            session,
-            identity.principal_for(user),
-            execution_id,
-            force=force,
-            policy=retry.policy_from(get_settings()),
-        )
-    retry.enqueue_retry(request)
+        principal = identity.principal_for(user)
+    request = retry.ask_for_retry(principal, execution_id, force=force)
     click.echo(f"retry request {request.id} queued")
     outcome = _wait_for_outcome(request.id, wait)
     if outcome.state == RequestState.SUCCEEDED:

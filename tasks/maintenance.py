@@ -10,6 +10,7 @@ from app import get_settings
 from app.db import unit_of_work, utcnow
 from app.services import maintenance, retry
 from tasks.notifications import send_approval_email
+from tasks.transient import DATABASE_MAX_RETRIES
 from tasks.worker import celery
 
 # Older than the longest an email task may still be backing off (EMAIL_MAX_RETRIES).
@@ -17,7 +18,11 @@ UNSENT_EMAIL_AFTER = timedelta(minutes=15)
 # Older than the longest a retry task may still be backing off on database errors.
 STALLED_REQUEST_AFTER = timedelta(minutes=5)
 
-_TRANSIENT = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 5}
+_TRANSIENT = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "max_retries": DATABASE_MAX_RETRIES,
+}
 
 
 @celery.task(name="maintenance.expire_pending_executions", **_TRANSIENT)

@@ -6,7 +6,6 @@ from flask import jsonify, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from app import get_settings
 from app.api import blueprint
 from app.db import unit_of_work
 from app.domain.errors import DomainError
@@ -42,16 +41,7 @@ def _viewer() -> Principal:
 def retry_execution(execution_id: str) -> tuple[Response, int, dict[str, str]]:
     """Check, record a retry request, queue it; answer 202 with where to follow it."""
     force = parse_force(request.args.get("force"))
-    principal = principal_for(current_user)
-    with unit_of_work() as session:
-        retry_request = retry.request_retry(
-            session,
-            principal,
-            execution_id,
-            force=force,
-            policy=retry.policy_from(get_settings()),
-        )
-    retry.enqueue_retry(retry_request)
+    retry_request = retry.ask_for_retry(principal_for(current_user), execution_id, force=force)
     status_url = url_for("api.retry_request_state", request_id=retry_request.id)
     body = {"request_id": str(retry_request.id), "status": "queued", "status_url": status_url}
     return jsonify(body), 202, {"Location": status_url}
@@ -75,7 +65,7 @@ def history() -> Response:
     filters = executions.HistoryFilter.parse(request.args)
     limit = executions.parse_limit(request.args.get("limit"))
     before = request.args.get("before") or None
-    policy = retry.policy_from(get_settings())
+    policy = retry.current_policy()
     with unit_of_work() as session:
         page = executions.history_page(session, filters, limit=limit, before=before)
         items = [
@@ -97,7 +87,7 @@ def history() -> Response:
 def execution_detail(execution_id: str) -> Response:
     """One execution with its recommendations and lineage."""
     _viewer()
-    policy = retry.policy_from(get_settings())
+    policy = retry.current_policy()
     with unit_of_work() as session:
         row = executions.find_execution(session, execution_id)
         retry_of = executions.predecessors_of(session, [row.execution_id]).get(row.execution_id)

@@ -1,9 +1,10 @@
 """Retrying a failed execution (SPEC section 3): the one home of the retry rules' I/O.
 
-Two steps, each in its caller's unit of work:
+Two steps:
 
-- `request_retry` (web layer, CLI): run every check, record a `RetryRequest`. After
-  the commit the caller hands it to the worker with `enqueue_retry`.
+- `ask_for_retry` (panel, API, CLI): in its own unit of work, `request_retry` runs
+  every check and records a `RetryRequest`; only after the commit is it handed to the
+  worker (`enqueue_retry`).
 - `settle_request` (the `purchases.retry_execution` task): claim the request, re-run
   every check against fresh rows and the requester's permissions as they are now,
   and perform the three writes, or record the refusal. After the commit the task
@@ -26,8 +27,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app import get_settings
 from app.config import Settings
-from app.db import new_uuid
+from app.db import new_uuid, unit_of_work
 from app.domain.errors import DomainError
 from app.domain.ids import parse_uuid
 from app.domain.rbac import Principal
@@ -47,6 +49,26 @@ from app.services.identity import load_active_user, principal_for
 RETRY_TASK = "purchases.retry_execution"
 
 log = logging.getLogger(__name__)
+
+
+def ask_for_retry(
+    principal: Principal, raw_execution_id: str | uuid.UUID, *, force: bool
+) -> RetryRequest:
+    """The entry points' retry: check and record the request, commit, then queue it.
+
+    Raises the refusal as a `DomainError` (its audit record is committed).
+    """
+    with unit_of_work() as session:
+        request = request_retry(
+            session, principal, raw_execution_id, force=force, policy=current_policy()
+        )
+    enqueue_retry(request)
+    return request
+
+
+def current_policy() -> RetryPolicy:
+    """The policy of the app in the current context."""
+    return policy_from(get_settings())
 
 
 def policy_from(settings: Settings) -> RetryPolicy:

@@ -70,6 +70,21 @@ def reload_until_retried(page: Page, execution_id: uuid.UUID, timeout: float = 2
         page.reload()
 
 
+def answer_next_dialog(page: Page, *, accept: bool) -> list[str]:
+    """Accept or dismiss the page's next confirm(); the list receives its message."""
+    prompts: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        prompts.append(dialog.message)
+        if accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.once("dialog", answer)
+    return prompts
+
+
 def test_retry_queues_and_the_worker_links_the_successor(
     live_server: str, celery_worker: None, browser_page: Page
 ) -> None:
@@ -78,13 +93,7 @@ def test_retry_queues_and_the_worker_links_the_successor(
     row_id = failed_row(email, error="InsufficientInstanceCapacity")
     browser_sign_in(page, live_server, email)
     page.goto(f"{live_server}/admin/purchases/")
-    prompts: list[str] = []
-
-    def accept(dialog: Dialog) -> None:
-        prompts.append(dialog.message)
-        dialog.accept()
-
-    page.once("dialog", accept)
+    prompts = answer_next_dialog(page, accept=True)
     row_of(page, row_id).locator('[data-action="retry"]').click()
 
     expect(page.locator('[data-flash="success"]')).to_contain_text(f"Retry of {row_id} queued")
@@ -110,13 +119,7 @@ def test_the_override_confirms_then_forces_a_sixth_attempt(
     row_id = failed_row(email, error="capacity", retry_attempt_n=5)
     browser_sign_in(page, live_server, email)
     page.goto(f"{live_server}/admin/purchases/")
-    prompts: list[str] = []
-
-    def accept(dialog: Dialog) -> None:
-        prompts.append(dialog.message)
-        dialog.accept()
-
-    page.once("dialog", accept)
+    prompts = answer_next_dialog(page, accept=True)
     button = row_of(page, row_id).locator('[data-action="force-retry"]')
     expect(button).to_have_text("Retried 5× — override")  # noqa: RUF001  (the SPEC's label)
     expect(row_of(page, row_id).locator('[data-action="retry"]')).to_have_count(0)
@@ -151,13 +154,7 @@ def test_dismissing_the_confirmation_sends_nothing(live_server: str, browser_pag
     page.goto(f"{live_server}/admin/purchases/")
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
-    dismissed: list[str] = []
-
-    def dismiss(dialog: Dialog) -> None:
-        dismissed.append(dialog.message)
-        dialog.dismiss()
-
-    page.once("dialog", dismiss)
+    dismissed = answer_next_dialog(page, accept=False)
     row_of(page, row_id).locator('[data-action="retry"]').click()
 
     page.wait_for_timeout(500)  # room for a request that should not happen
