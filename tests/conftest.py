@@ -1,94 +1,118 @@
-"""Everything the tests talk to is real: PostgreSQL, Redis, a Celery worker, an SMTP server.
+"""Everything the tests talk to is real: PostgreSQL and a SQLite file, Redis, a Celery
+worker, an SMTP server.
 
-- `app`: one app per run, on a throwaway PostgreSQL database migrated with Alembic.
+One suite, both databases: every test that uses the database runs once per backend
+(`--db postgresql,sqlite`, both by default; a test marked `backends("sqlite")` runs
+on the backends it names only). Test ids end in `[postgresql]` or `[sqlite]`.
+
+- `app`: one app per backend, on a throwaway database migrated with Alembic (SQLite: a
+  file, shared with any worker or CLI process the test starts).
 - `db_session`: a transaction per test, rolled back at the end (the fast default).
 - `committed_db`: real commits, for tests where another thread or process must see the
   data (the worker, a live server); every table is emptied afterwards.
 - `redis_db`: the test Redis database, flushed before and after.
 - `smtp_server` / `mailbox`: an aiosmtpd server on loopback that records messages.
 - `celery_worker`: a real worker consuming from Redis, running the product's tasks.
+- `fresh_database`: a factory of further empty databases of the test's backend.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
-from aiosmtpd.controller import Controller
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, delete, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app import create_app
 from app.config import Settings
-from app.db import Base, db
-from app.models import Group
-
-TEST_DATABASE_ADMIN_URL = os.environ.get(
-    "TEST_DATABASE_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from app.db import db
+from tests.support.databases import (
+    BACKENDS,
+    DatabaseUnavailable,
+    check_postgres,
+    create_database,
+    drop_database,
+    empty_tables,
 )
+from tests.support.smtp import SmtpServer
+from tests.support.smtp import smtp_server as running_smtp_server
+
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-SEEDED_GROUPS = ("Administrators", "Purchasers", "Read-only")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        default=",".join(BACKENDS),
+        help="comma-separated databases the database tests run on (default: %(default)s)",
+    )
 
 
-class ScriptedSmtp:
-    """An aiosmtpd handler that keeps what it accepts and counts sessions (EHLO).
-
-    With `reply` set (a 4xx or 5xx line), every recipient is refused with it.
-    """
-
-    def __init__(self, reply: str | None = None) -> None:
-        self.reply = reply
-        self.sessions = 0
-        self.messages: list = []
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        self.sessions += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.reply:
-            return self.reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 Message accepted"
+def chosen_backends(config: pytest.Config) -> list[str]:
+    chosen = [name.strip() for name in config.getoption("--db").split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(BACKENDS))
+    if unknown or not chosen:
+        raise pytest.UsageError(f"--db takes {', '.join(BACKENDS)}; got {chosen or 'nothing'}")
+    return chosen
 
 
-@dataclass
-class SmtpServer:
-    host: str
-    port: int
-    handler: ScriptedSmtp
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): run only on these databases (postgresql, sqlite)"
+    )
+    chosen_backends(config)
 
-    @property
-    def messages(self) -> list:
-        return self.handler.messages
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    backends = chosen_backends(metafunc.config)
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None:
+        backends = [name for name in backends if name in marker.args]
+    metafunc.parametrize("backend", backends, scope="session")
+
+
+@pytest.fixture(scope="session")
+def databases_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the SQLite test databases live."""
+    return tmp_path_factory.mktemp("databases")
+
+
+@pytest.fixture(scope="session")
+def fresh_database(backend: str, databases_dir: Path) -> Iterator[Callable[[str], str]]:
+    """`fresh_database(prefix)`: the URL of a new, empty database of this backend."""
+    if backend == "postgresql":
+        try:
+            check_postgres()
+        except DatabaseUnavailable as exc:  # pragma: no cover - environment problem
+            pytest.exit(str(exc), returncode=3)
+    created: list[str] = []
+
+    def make(prefix: str) -> str:
+        url = create_database(backend, prefix, databases_dir)
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database: Callable[[str], str]) -> str:
+    return fresh_database("ccp_test")
 
 
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[SmtpServer]:
-    handler = ScriptedSmtp()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield SmtpServer(controller.hostname, controller.port, handler)
-    controller.stop()
+    with running_smtp_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -96,48 +120,6 @@ def mailbox(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
     smtp_server.messages.clear()
     yield smtp_server
     smtp_server.messages.clear()
-
-
-def create_database(admin_url: str, prefix: str) -> str:
-    """Create an empty PostgreSQL database; return its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    name = make_url(url).database
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="session")
-def postgres_admin_url() -> str:
-    engine = create_engine(TEST_DATABASE_ADMIN_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # pragma: no cover - environment problem, say what is missing
-        pytest.exit(
-            f"PostgreSQL is not reachable at {TEST_DATABASE_ADMIN_URL} ({exc}). "
-            "Run the tests with scripts/test, which starts or installs it.",
-            returncode=3,
-        )
-    finally:
-        engine.dispose()
-    return TEST_DATABASE_ADMIN_URL
-
-
-@pytest.fixture(scope="session")
-def database_url(postgres_admin_url: str) -> Iterator[str]:
-    url = create_database(postgres_admin_url, "ccp_test")
-    yield url
-    drop_database(postgres_admin_url, url)
 
 
 @pytest.fixture(scope="session")
@@ -197,31 +179,25 @@ def committed_db(app: Flask) -> Iterator[Session]:
             yield db.session()
         finally:
             db.session.remove()
-            empty_tables()
-
-
-def empty_tables() -> None:
-    assert db.engine is not None
-    tables = ", ".join(
-        table.name for table in Base.metadata.sorted_tables if table.name != "groups"
-    )
-    with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(delete(Group.__table__).where(Group.__table__.c.name.not_in(SEEDED_GROUPS)))
+            assert db.engine is not None
+            empty_tables(db.engine)
 
 
 @pytest.fixture
 def redis_db(app: Flask) -> Iterator[redis.Redis]:
-    client = app.extensions["redis"]
+    client = redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
     client.flushdb()
     yield client
     client.flushdb()
+    client.close()
 
 
 @pytest.fixture
 def celery_worker(app: Flask, committed_db: Session, redis_db: redis.Redis) -> Iterator[None]:
     """A real worker thread consuming the product's queues from the test Redis."""
     from celery.contrib.testing.worker import start_worker
+
+    import tasks  # noqa: F401  (the worker's entry point: registers the product's tasks)
 
     celery_app = app.extensions["celery"]
     with start_worker(

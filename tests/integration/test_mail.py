@@ -9,7 +9,7 @@ from aiosmtpd.controller import Controller
 
 from app import mail
 from app.config import Settings
-from tests.conftest import ScriptedSmtp, free_port
+from tests.support.smtp import ScriptedSmtp, free_port
 
 
 @pytest.fixture

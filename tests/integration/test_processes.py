@@ -11,9 +11,8 @@ import pytest
 
 from app.db import unit_of_work, utcnow
 from app.domain.statuses import Status
-from tests.commands import flask_cli, start_worker, stop_worker
-from tests.conftest import create_database, drop_database
 from tests.factories import make_execution
+from tests.support.commands import flask_cli, start_worker, stop_worker
 
 
 @pytest.fixture
@@ -53,22 +52,19 @@ def test_a_bad_setting_stops_the_cli_and_names_the_variable(settings):
     assert "RETRY_THRESHOLD must be a whole number, got 'five'" in result.stderr
 
 
-def test_db_upgrade_builds_an_empty_postgres_database(postgres_admin_url, settings, redis_db):
-    target = settings.with_overrides(database_url=create_database(postgres_admin_url, "ccp_cli"))
-    try:
-        upgrade = flask_cli(target, "db", "upgrade")
-        assert upgrade.returncode == 0, upgrade.stderr
-        create = flask_cli(
-            target,
-            "users",
-            "create",
-            "Ops@Example.com",
-            "--password-stdin",
-            "--group",
-            "Administrators",
-            stdin="a long password\n",
-        )
-        assert create.returncode == 0, create.stderr
-        assert "created user ops@example.com" in create.stdout
-    finally:
-        drop_database(postgres_admin_url, target.database_url)
+def test_db_upgrade_builds_an_empty_database(fresh_database, settings, redis_db):
+    target = settings.with_overrides(database_url=fresh_database("ccp_cli"))
+    upgrade = flask_cli(target, "db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    create = flask_cli(
+        target,
+        "users",
+        "create",
+        "Ops@Example.com",
+        "--password-stdin",
+        "--group",
+        "Administrators",
+        stdin="a long password\n",
+    )
+    assert create.returncode == 0, create.stderr
+    assert "created user ops@example.com" in create.stdout

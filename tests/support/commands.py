@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from app.config import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
 
@@ -25,8 +25,8 @@ def product_env(settings: Settings, **extra: str) -> dict[str, str]:
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
         SECRET_KEY=settings.secret_key or "",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -88,3 +88,17 @@ def wait_until(predicate: Callable[[], T | None], *, timeout: float = 30, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(0.05)
+
+
+def product_python(
+    settings: Settings, script: str, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a Python `script` with these settings in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=product_env(settings, **extra_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
