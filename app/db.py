@@ -1,9 +1,21 @@
-"""The database: declarative base, engine, the app-scoped session, the unit of work.
+"""The database: column types, engine, the app-scoped session, the unit of work.
 
 Plain SQLAlchemy 2 rather than Flask-SQLAlchemy: the web app, the Celery worker and the
 tests all need to own the session's lifecycle (the tests bind it to an outer
 transaction that is rolled back), and Flask-SQLAlchemy 3.1 resolves its engine before
 it looks at a session bound to a connection.
+
+Every guarantee holds on the embedded SQLite default exactly as on PostgreSQL (SPEC
+section 1), which takes three things here:
+
+- SQLite has no row locks, so a unit of work, the only transaction that writes, takes
+  the database's write lock when it begins (`BEGIN IMMEDIATE`); reads begin deferred.
+  pysqlite's own transaction handling is switched off so that BEGIN is ours to emit
+  (SQLAlchemy's documented pysqlite recipe), which also makes SAVEPOINT work.
+- A UUID is stored as its canonical 36-character text (`CanonicalUUID`), as people and
+  tools write it, so a row inserted by hand is found by every page and command.
+- A timestamp is stored in one text format, server defaults included (`utc_now`), so
+  comparing two of them as text orders them as time.
 """
 
 from __future__ import annotations
@@ -12,17 +24,19 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.globals import app_ctx
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, String, Uuid, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
-from sqlalchemy.types import TypeDecorator
-
-from app.domain.errors import DomainError
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -34,12 +48,45 @@ NAMING_CONVENTION = {
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
+# How SQLite stores a timestamp: SQLAlchemy's format, microseconds always present.
+SQLITE_TIMESTAMP_GLOB = "????-??-?? ??:??:??.??????"
+# The canonical text of a UUID, for SQLite check constraints.
+UUID_GLOB = "-".join("[0-9a-f]" * width for width in (8, 4, 4, 4, 12))
+
+
+class CanonicalUUID(TypeDecorator[uuid.UUID]):
+    """A UUID: native on PostgreSQL, canonical 36-character text on SQLite.
+
+    Binds accept a `uuid.UUID` or any text `uuid.UUID()` parses; anything else raises
+    `ValueError` (callers parse untrusted ids first: `app.domain.inputs.parse_uuid`).
+    """
+
+    impl = Uuid
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(36))
+        return dialect.type_descriptor(Uuid())
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, uuid.UUID):
+            value = uuid.UUID(str(value))
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> uuid.UUID | None:
+        if value is None or isinstance(value, uuid.UUID):
+            return value
+        return uuid.UUID(value)
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on PostgreSQL and SQLite alike.
 
-    SQLite keeps no zone, so values are stored as naive UTC and given their zone back
-    on load; comparing a loaded value with `utcnow()` then never mixes the two kinds.
+    SQLite keeps no zone, so values are stored as naive UTC text and given their zone
+    back on load; comparing a loaded value with `utcnow()` then never mixes the two.
     """
 
     impl = DateTime(timezone=True)
@@ -57,6 +104,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class utc_now(FunctionElement[datetime]):
+    """The database's current time, in the format the column stores: the server default
+    and on-update value of timestamp columns.
+
+    On SQLite `CURRENT_TIMESTAMP` yields `YYYY-MM-DD HH:MM:SS`, while SQLAlchemy stores
+    `YYYY-MM-DD HH:MM:SS.ffffff`; as text the shorter one sorts before its own instant,
+    and a cursor built from a row would match that row again.
+    """
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(utc_now)
+def _utc_now_default(_element: utc_now, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(utc_now, "sqlite")
+def _utc_now_sqlite(_element: utc_now, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 
 def utcnow() -> datetime:
@@ -94,6 +164,8 @@ class Database:
         return Base.metadata
 
     def init_app(self, app: Flask, database_url: str) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
         self.engine = build_engine(database_url)
         self.session.session_factory.configure(bind=self.engine)
         app.extensions["database"] = self
@@ -103,24 +175,30 @@ class Database:
         self.session.remove()
 
 
+# The execution option a connection's BEGIN reads on SQLite: "DEFERRED" or "IMMEDIATE".
+SQLITE_BEGIN = "sqlite_begin"
+
+
 def build_engine(database_url: str, **options: Any) -> Engine:
-    """An engine with the product's options: pre-ping, and WAL + busy timeout on SQLite."""
+    """An engine with the product's options: pre-ping on PostgreSQL; on SQLite WAL, a
+    busy timeout, foreign keys, and BEGIN emitted by us (see the module docstring)."""
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            from pathlib import Path
+    if url.get_backend_name() != "sqlite":
+        options.setdefault("pool_pre_ping", True)
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 10)
+        return create_engine(url, **options)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **options)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
 
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, **options)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    options.setdefault("pool_pre_ping", True)
-    options.setdefault("pool_size", 10)
-    options.setdefault("max_overflow", 10)
-    return create_engine(url, **options)
 
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # No implicit BEGIN from pysqlite: `_sqlite_begin` emits it, in the mode asked for.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -128,27 +206,61 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
 db = Database()
 
 
 @contextmanager
 def unit_of_work() -> Iterator[Session]:
-    """One transaction: commits when the block ends normally, rolls back on any error.
+    """One write transaction: commits when the block ends normally, rolls back otherwise.
 
-    The only place the product commits. Side effects that must follow the commit (an
-    enqueue, an email) go after the `with` block, never inside it.
+    The only place the product commits, and it commits on success only: a refusal (a
+    `DomainError`) rolls back like any other error. A refusal's audit record is written
+    on purpose, in a unit of work of its own (`app.services.audit.record_refusal`).
 
-    A `DomainError` is a decision, not a failure: services refuse before they write
-    anything but the audit event of the refusal, and that record is committed before
-    the refusal goes on to its entry point.
+    Side effects that must follow the commit (an enqueue, an email) go after the `with`
+    block, never inside it. A read transaction the session had open (a request that
+    loaded its user, say) is ended first, so this one begins with the write lock on
+    SQLite. Units of work do not nest.
     """
     session = db.session()
+    if session.info.get("unit_of_work"):
+        raise RuntimeError("unit_of_work() does not nest: finish the outer one first")
+    _end_read_transaction(session)
+    session.info["unit_of_work"] = True
     try:
+        session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
         yield session
         session.commit()
-    except DomainError:
-        session.commit()
-        raise
     except BaseException:
         session.rollback()
         raise
+    finally:
+        session.info.pop("unit_of_work", None)
+
+
+@contextmanager
+def fresh_read() -> Iterator[Session]:
+    """A read that sees every commit made before it began.
+
+    For code that polls (a command waiting for the worker): SQLite keeps one snapshot
+    for a whole transaction, so the session's open read transaction is ended first.
+    """
+    session = db.session()
+    _end_read_transaction(session)
+    try:
+        yield session
+    finally:
+        _end_read_transaction(session)
+
+
+def _end_read_transaction(session: Session) -> None:
+    if not session.in_transaction():
+        return
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("changes were made outside a unit of work")
+    session.commit()  # nothing to write: ends the read transaction, keeps loaded rows

@@ -7,6 +7,7 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy.engine import Connection
 
 import app.models  # noqa: F401  (registers every table on the metadata)
 
@@ -31,14 +32,32 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     options = {"compare_type": True, **current_app.extensions["migrate"].configure_args}
-    with database.engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            **options,
-        )
+    # SQLite changes schemas in transactions too (our engine emits BEGIN, not pysqlite):
+    # a migration that fails half-way leaves the database as it was.
+    options.setdefault("transactional_ddl", True)
+    with database.engine.connect() as connection, _sqlite_foreign_keys_off(connection):
+        context.configure(connection=connection, target_metadata=target_metadata, **options)
         with context.begin_transaction():
             context.run_migrations()
+
+
+class _sqlite_foreign_keys_off:
+    """SQLite rebuilds a table to change it, and dropping the old copy with foreign keys
+    on would cascade into the tables that reference it. The pragma only takes effect
+    outside a transaction; a migration that rebuilds tables checks the references itself
+    before it commits (`PRAGMA foreign_key_check`)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.raw = connection.connection.dbapi_connection
+        self.active = connection.dialect.name == "sqlite"
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.raw.execute("PRAGMA foreign_keys=OFF")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            self.raw.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

@@ -1,16 +1,19 @@
 """The typed SQLAlchemy models; importing this package registers every table."""
 
-from app.models.accounts import PROVIDERS, CloudAccount, PurchasePlan
+from app.models.accounts import CloudAccount, PurchasePlan
 from app.models.audit import AuditEvent
 from app.models.executions import PurchaseExecution, PurchaseSuppression
-from app.models.identity import Group, User, normalize_email, user_groups
+from app.models.identity import Group, LoginAttempts, User, normalize_email, user_groups
+from app.models.notifications import ApprovalToken, Notification
 from app.models.retry_requests import RetryRequest
 
 __all__ = [
-    "PROVIDERS",
+    "ApprovalToken",
     "AuditEvent",
     "CloudAccount",
     "Group",
+    "LoginAttempts",
+    "Notification",
     "PurchaseExecution",
     "PurchasePlan",
     "PurchaseSuppression",

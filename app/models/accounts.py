@@ -5,27 +5,25 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, Numeric, String, Uuid, false, func, text
+from sqlalchemy import Boolean, CheckConstraint, Integer, Numeric, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, new_uuid
+from app.db import Base, CanonicalUUID, UTCDateTime, new_uuid, utc_now
 from app.domain.providers import PROVIDERS
 
-__all__ = ["PROVIDERS", "CloudAccount", "PurchasePlan"]
+_PROVIDERS = ", ".join(f"'{provider}'" for provider in PROVIDERS)
 
 
 class CloudAccount(Base):
     __tablename__ = "cloud_accounts"
-    __table_args__ = (
-        CheckConstraint("provider IN ('aws', 'azure', 'gcp')", name="provider_known"),
-    )
+    __table_args__ = (CheckConstraint(f"provider IN ({_PROVIDERS})", name="provider_known"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    id: Mapped[uuid.UUID] = mapped_column(CanonicalUUID, primary_key=True, default=new_uuid)
     name: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str] = mapped_column(String(200))
     contact_email: Mapped[str | None] = mapped_column(String(320))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
 
     def __repr__(self) -> str:
         return f"<CloudAccount {self.provider}:{self.name}>"
@@ -46,7 +44,7 @@ class PurchasePlan(Base):
         CheckConstraint("step_interval_days >= 1", name="step_interval_positive"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    id: Mapped[uuid.UUID] = mapped_column(CanonicalUUID, primary_key=True, default=new_uuid)
     name: Mapped[str] = mapped_column(String(200))
     auto_purchase: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), default=True)
@@ -56,7 +54,7 @@ class PurchasePlan(Base):
         Numeric(5, 2), server_default=text("100"), default=100
     )
     step_interval_days: Mapped[int] = mapped_column(Integer, server_default=text("7"), default=7)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
 
     def __repr__(self) -> str:
         return f"<PurchasePlan {self.name}>"

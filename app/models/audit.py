@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid, func, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONDocument, UTCDateTime
+from app.db import Base, CanonicalUUID, JSONDocument, UTCDateTime, utc_now
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
 _AuditId = BigInteger().with_variant(Integer(), "sqlite")
@@ -23,14 +23,14 @@ class AuditEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(_AuditId, primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
     actor_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+        CanonicalUUID, ForeignKey("users.id", ondelete="SET NULL")
     )
     actor_email: Mapped[str | None] = mapped_column(String(320))
     action: Mapped[str] = mapped_column(String(100))
     # No foreign key: the trail outlives the rows it speaks of.
-    execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    execution_id: Mapped[uuid.UUID | None] = mapped_column(CanonicalUUID)
     details: Mapped[dict[str, Any]] = mapped_column(
         JSONDocument, server_default=text("'{}'"), default=dict
     )

@@ -16,14 +16,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
-    func,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, JSONDocument, UTCDateTime, new_uuid
+from app.db import UUID_GLOB, Base, CanonicalUUID, JSONDocument, UTCDateTime, new_uuid, utc_now
 from app.domain.statuses import Status, sql_in_list
+from app.models.accounts import CloudAccount
 
 
 class PurchaseExecution(Base):
@@ -38,6 +37,13 @@ class PurchaseExecution(Base):
         CheckConstraint(f"status IN ({sql_in_list()})", name="status_known"),
         CheckConstraint("retry_attempt_n >= 0", name="retry_attempt_n_non_negative"),
         CheckConstraint("step_number >= 1", name="step_number_positive"),
+        # What PostgreSQL's uuid and jsonb types refuse, SQLite refuses by these checks.
+        CheckConstraint(f"execution_id GLOB '{UUID_GLOB}'", name="execution_id_canonical").ddl_if(
+            dialect="sqlite"
+        ),
+        CheckConstraint("json_valid(recommendations)", name="recommendations_json").ddl_if(
+            dialect="sqlite"
+        ),
         # One successor per failed row: concurrent retries race on this index.
         Index(
             "uq_purchase_executions_retry_execution_id",
@@ -54,13 +60,15 @@ class PurchaseExecution(Base):
         Index("ix_purchase_executions_plan_id", "plan_id"),
     )
 
-    execution_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        CanonicalUUID, primary_key=True, default=new_uuid
+    )
     plan_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("purchase_plans.id", ondelete="SET NULL")
+        CanonicalUUID, ForeignKey("purchase_plans.id", ondelete="SET NULL")
     )
     step_number: Mapped[int] = mapped_column(Integer, server_default=text("1"), default=1)
     cloud_account_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("cloud_accounts.id", ondelete="SET NULL")
+        CanonicalUUID, ForeignKey("cloud_accounts.id", ondelete="SET NULL")
     )
     status: Mapped[str] = mapped_column(
         String(32), server_default=Status.PENDING.value, default=Status.PENDING.value
@@ -76,22 +84,30 @@ class PurchaseExecution(Base):
     )
     error: Mapped[str | None] = mapped_column(Text)
     created_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+        CanonicalUUID, ForeignKey("users.id", ondelete="SET NULL")
     )
     approved_by: Mapped[str | None] = mapped_column(String(320))
     cancelled_by: Mapped[str | None] = mapped_column(String(320))
     retry_execution_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("purchase_executions.execution_id", ondelete="SET NULL")
+        CanonicalUUID, ForeignKey("purchase_executions.execution_id", ondelete="SET NULL")
     )
     retry_attempt_n: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
     approval_token_hash: Mapped[str | None] = mapped_column(String(128))
     approval_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notification_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
     updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, server_default=func.now(), onupdate=func.now()
+        UTCDateTime, server_default=utc_now(), onupdate=utc_now()
     )
+
+    # Loaded with the row (one query per batch of rows): the retry rules read its provider.
+    cloud_account: Mapped[CloudAccount | None] = relationship(lazy="selectin")
+
+    @property
+    def account_provider(self) -> str | None:
+        """The provider of the execution's cloud account, if it has one."""
+        return self.cloud_account.provider if self.cloud_account is not None else None
 
     def __repr__(self) -> str:
         return f"<PurchaseExecution {self.execution_id} {self.status}>"
@@ -118,7 +134,7 @@ class PurchaseSuppression(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     execution_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("purchase_executions.execution_id", ondelete="CASCADE")
+        CanonicalUUID, ForeignKey("purchase_executions.execution_id", ondelete="CASCADE")
     )
     account_id: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(16))
@@ -128,4 +144,4 @@ class PurchaseSuppression(Base):
     engine: Mapped[str] = mapped_column(String(100), server_default=text("''"), default="")
     suppressed_count: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())

@@ -13,19 +13,17 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    Uuid,
     false,
-    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from app.db import Base, JSONDocument, UTCDateTime, new_uuid
+from app.db import Base, CanonicalUUID, JSONDocument, UTCDateTime, new_uuid, utc_now
 
 user_groups = Table(
     "user_groups",
     Base.metadata,
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", CanonicalUUID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("group_id", Integer, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
 )
 
@@ -44,7 +42,7 @@ class Group(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     permissions: Mapped[list[str]] = mapped_column(JSONDocument, server_default=text("'[]'"))
     restricts_defaults: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
 
     def __repr__(self) -> str:
         return f"<Group {self.name}>"
@@ -56,14 +54,14 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower_case"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    id: Mapped[uuid.UUID] = mapped_column(CanonicalUUID, primary_key=True, default=new_uuid)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), default=True)
-    failed_login_count: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Part of every session cookie: raising it (sign-out, a new password) ends them all.
+    session_version: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
 
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, lazy="selectin")
 
@@ -81,10 +79,29 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What Flask-Login keeps in the session: the id and the session version, so a
+        cookie stops working once the version moves on (Flask-Login's "alternative
+        tokens")."""
+        return f"{self.id}:{self.session_version}"
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"
+
+
+class LoginAttempts(Base):
+    """Failed sign-ins of one email, known or not, so both lock out alike (one store).
+
+    Keyed by the SHA-256 of the normalized email: an address nobody has an account for
+    is not kept in clear. The rule that reads and moves these fields is
+    `app.domain.lockout`.
+    """
+
+    __tablename__ = "login_attempts"
+
+    email_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failed_count: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 def normalize_email(value: str) -> str:

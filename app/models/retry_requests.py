@@ -14,14 +14,12 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    Uuid,
     false,
-    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONDocument, UTCDateTime, new_uuid
+from app.db import Base, CanonicalUUID, JSONDocument, UTCDateTime, new_uuid, utc_now
 from app.domain.retry import RequestState
 
 _STATES = ", ".join(f"'{state.value}'" for state in RequestState)
@@ -42,12 +40,12 @@ class RetryRequest(Base):
         Index("ix_retry_requests_requested_by_user_id", "requested_by_user_id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    id: Mapped[uuid.UUID] = mapped_column(CanonicalUUID, primary_key=True, default=new_uuid)
     execution_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("purchase_executions.execution_id", ondelete="CASCADE")
+        CanonicalUUID, ForeignKey("purchase_executions.execution_id", ondelete="CASCADE")
     )
     requested_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+        CanonicalUUID, ForeignKey("users.id", ondelete="SET NULL")
     )
     requested_by_email: Mapped[str] = mapped_column(String(320))
     force: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
@@ -55,7 +53,7 @@ class RetryRequest(Base):
         String(16), server_default=RequestState.QUEUED.value, default=RequestState.QUEUED.value
     )
     successor_execution_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("purchase_executions.execution_id", ondelete="SET NULL")
+        CanonicalUUID, ForeignKey("purchase_executions.execution_id", ondelete="SET NULL")
     )
     retry_attempt_n: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
@@ -64,9 +62,9 @@ class RetryRequest(Base):
         JSONDocument, server_default=text("'{}'"), default=dict
     )
     task_id: Mapped[str | None] = mapped_column(String(155))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
     updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, server_default=func.now(), onupdate=func.now()
+        UTCDateTime, server_default=utc_now(), onupdate=utc_now()
     )
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
