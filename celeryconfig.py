@@ -1,23 +1,14 @@
-"""Celery settings: Redis broker from the environment, JSON only, at-least-once delivery.
+"""Celery settings, and only those: JSON only, at-least-once delivery, queues, beat.
 
-Celery reads this module lazily (on first use of the config), in the worker, beat,
-Flower and the web processes alike. The web app re-points broker and backend at its
-own `Settings` in `tasks.worker.celery_init_app`.
+Read by `app.background.celery_init_app`, which then points the broker and the result
+backend at the Redis of the app's validated `Settings` (REDIS_URL), read once.
 """
 
 from __future__ import annotations
 
 from celery.schedules import crontab
-from dotenv import load_dotenv
 from kombu import Queue
 
-from app.config import Settings
-
-load_dotenv(override=False)
-_settings = Settings.from_env()
-
-broker_url = _settings.redis_url
-result_backend = _settings.redis_url
 broker_connection_retry_on_startup = True
 
 task_serializer = "json"
@@ -72,8 +63,12 @@ beat_schedule = {
         "task": "maintenance.requeue_stalled_retry_requests",
         "schedule": crontab(minute="*/5"),
     },
-    "requeue-unsent-approval-emails": {
-        "task": "maintenance.requeue_unsent_approval_emails",
-        "schedule": crontab(minute="*/10"),
+    "requeue-lost-approval-emails": {
+        "task": "maintenance.requeue_lost_approval_emails",
+        "schedule": crontab(minute="*"),
+    },
+    "forget-old-sign-in-failures": {
+        "task": "maintenance.forget_old_sign_in_failures",
+        "schedule": crontab(minute="*/15"),
     },
 }

@@ -1,7 +1,7 @@
 """Access control shared by every panel view, decided by the RBAC rules in app.domain.
 
 A view names the action it needs; the decision, and the reason given on refusal, come
-from `app.domain.rbac.authorize`, the same function the API and the worker ask.
+from `app.domain.rbac.refusal`, the same function the API and the worker ask.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from app.auth.session import redirect_to_login
-from app.domain.rbac import Action, Decision, authorize
+from app.domain.errors import DomainError
+from app.domain.rbac import Action, refusal
 from app.services.identity import principal_for
 
 
-class LoginRequiredMixin:
+class PermissionRequiredMixin:
     """Signed-in users allowed `required_action` on purchases (default: view).
 
     Others are sent to the login page and back if signed out, or refused with 403.
@@ -24,13 +25,14 @@ class LoginRequiredMixin:
 
     required_action: ClassVar[Action] = Action.VIEW
 
-    def _decision(self) -> Decision:
-        return authorize(principal_for(current_user), self.required_action, None)
+    def _refusal(self) -> DomainError | None:
+        return refusal(principal_for(current_user), self.required_action)
 
     def is_accessible(self) -> bool:
-        return bool(current_user.is_authenticated) and self._decision().allowed
+        return bool(current_user.is_authenticated) and self._refusal() is None
 
     def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
         if current_user.is_authenticated:
-            return Response(f"Forbidden: {self._decision().reason}.", status=403)
+            denied = self._refusal()
+            raise denied or DomainError(403, "not allowed")
         return redirect_to_login()

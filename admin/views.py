@@ -14,17 +14,21 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from admin.row_actions import cells_for_page, refusal_text
-from admin.security import LoginRequiredMixin
+from admin.security import PermissionRequiredMixin
 from app.auth.session import safe_next_url
 from app.db import db
 from app.domain.errors import DomainError
+from app.domain.inputs import parse_bool
 from app.domain.statuses import Status
 from app.models import PurchaseExecution
-from app.services import retry
+from app.services import executions, retry
 from app.services.identity import principal_for
 
+# Deeper than any real history (50 million rows at 50 a page); past it, OFFSET overflows.
+MAX_PAGE = 1_000_000
 
-class HomeView(LoginRequiredMixin, AdminIndexView):
+
+class HomeView(PermissionRequiredMixin, AdminIndexView):
     """The landing page: who is signed in, and how many executions are in each state."""
 
     @expose("/")
@@ -44,7 +48,7 @@ def format_timestamp(_view: Any, value: datetime, _name: str) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class PurchaseHistoryView(LoginRequiredMixin, ModelView):
+class PurchaseHistoryView(PermissionRequiredMixin, ModelView):
     """Purchase History: newest first, read-only records, an action cell per row.
 
     Row actions are POST forms (CSRF token, confirmation) to this view's own endpoints;
@@ -58,7 +62,9 @@ class PurchaseHistoryView(LoginRequiredMixin, ModelView):
     can_delete = False
     can_view_details = True
     page_size = 50
-    column_default_sort = ("created_at", True)
+    # The id breaks ties: rows created in the same instant keep their places between
+    # page loads, so paging never shows one twice and skips another.
+    column_default_sort = [("created_at", True), ("execution_id", True)]
     column_list = (
         "created_at",
         "status",
@@ -92,29 +98,27 @@ class PurchaseHistoryView(LoginRequiredMixin, ModelView):
     column_filters = ("status",)
     column_labels = {"retry_attempt_n": "Attempt", "execution_id": "Execution"}
 
-    def _apply_sorting(self, query: Any, joins: Any, sort_column: Any, sort_desc: bool) -> Any:
-        # Rows created in the same instant would otherwise swap places between page loads,
-        # and pagination could show one twice and skip another.
-        query, joins = super()._apply_sorting(query, joins, sort_column, sort_desc)
-        return query.order_by(PurchaseExecution.execution_id.desc()), joins
+    def get_one(self, id: str) -> PurchaseExecution:
+        """The row of a details page: a malformed id answers 400, an unknown one 404."""
+        return executions.find_execution(self.session, id)
 
-    def render(self, template: str, **kwargs: Any) -> str:
-        if template == self.list_template:
-            # Computed per request and handed to the template, never kept on `self`:
-            # one view instance serves every request thread.
-            kwargs["action_cells"] = cells_for_page(
-                db.session(),
-                principal_for(current_user),
-                kwargs["data"],
-                retry.current_policy(),
-            )
-        return super().render(template, **kwargs)
+    def get_list(self, page: int | None, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """A page of rows, and, for the template, the action cell of each (computed per
+        request into Flask-Admin's per-request `_template_args`, never kept on `self`:
+        one view instance serves every request thread)."""
+        if page is not None and not 0 <= page <= MAX_PAGE:
+            raise DomainError(400, f"page must be a whole number from 1 to {MAX_PAGE + 1}")
+        count, data = super().get_list(page, *args, **kwargs)
+        self._template_args["action_cells"] = cells_for_page(
+            self.session, principal_for(current_user), data, retry.current_policy()
+        )
+        return count, data
 
     @expose("/retry/<path:execution_id>", methods=("POST",))
     def retry_view(self, execution_id: str) -> Response:
         """The Retry row action: check and record the request, queue it once committed,
         and go back to the list with the outcome as a flash message."""
-        force = request.form.get("force") == "true"
+        force = bool(parse_bool(request.form.get("force")))
         try:
             retry_request = retry.ask_for_retry(
                 principal_for(current_user), execution_id, force=force

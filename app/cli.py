@@ -16,7 +16,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from app.db import unit_of_work, utcnow
+from app.db import fresh_read, unit_of_work, utcnow
 from app.domain.errors import DomainError
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
@@ -70,16 +70,48 @@ def refusals_exit_nonzero(command: Callable[..., Any]) -> Callable[..., Any]:
 @refusals_exit_nonzero
 def create_user_command(email: str, password_stdin: bool, group_names: tuple[str, ...]) -> None:
     """Create a user who can sign in with EMAIL."""
-    if not password_stdin:
-        raise click.UsageError(
-            "--password-stdin is required: passwords are never taken from the command line"
-        )
-    password = sys.stdin.readline().rstrip("\r\n")
+    password = _password_from_stdin(password_stdin)
     with unit_of_work() as session:
         user = identity.create_user(session, email, password, group_names)
         summary = f"created user {user.email} ({user.id})"
         if user.groups:
             summary += " in " + ", ".join(group.name for group in user.groups)
+    click.echo(summary)
+
+
+def _password_from_stdin(password_stdin: bool) -> str:
+    if not password_stdin:
+        raise click.UsageError(
+            "--password-stdin is required: passwords are never taken from the command line"
+        )
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the new password from the first line of standard input (required).",
+)
+@refusals_exit_nonzero
+def set_password_command(email: str, password_stdin: bool) -> None:
+    """Give EMAIL a new password; every session they had ends."""
+    password = _password_from_stdin(password_stdin)
+    with unit_of_work() as session:
+        user = identity.set_password(session, email, password)
+        summary = f"new password for {user.email}; their sessions have ended"
+    click.echo(summary)
+
+
+@users_cli.command("deactivate")
+@click.argument("email")
+@refusals_exit_nonzero
+def deactivate_command(email: str) -> None:
+    """Stop EMAIL from signing in; every session they had ends."""
+    with unit_of_work() as session:
+        user = identity.deactivate(session, email)
+        summary = f"deactivated {user.email}; their sessions have ended"
     click.echo(summary)
 
 
@@ -113,7 +145,7 @@ def create_group_command(name: str, permissions: tuple[str, ...], restrict_defau
 def list_command(status: str | None, limit: int) -> None:
     """The newest executions: when, id, status, attempt, lineage, error and ops hint."""
     policy = retry.current_policy()
-    with unit_of_work() as session:
+    with fresh_read() as session:
         page = executions.history_page(
             session, executions.HistoryFilter(status=status), limit=limit
         )
@@ -161,7 +193,7 @@ def retry_command(execution_id: str, email: str, force: bool, wait: float) -> No
     The same checks as the panel and the API; the worker re-checks and does the work.
     Exit status: 0 succeeded, 1 refused, rejected or failed, 3 still queued after --wait.
     """
-    with unit_of_work() as session:
+    with fresh_read() as session:
         user = identity.find_user_by_email(session, email)
         if user is None or not user.is_active:
             raise DomainError(404, f"no active user with email {email}")
@@ -187,7 +219,7 @@ def retry_command(execution_id: str, email: str, force: bool, wait: float) -> No
 def _wait_for_outcome(request_id: Any, wait: float) -> RetryRequest:
     deadline = time.monotonic() + wait
     while True:
-        with unit_of_work() as session:
+        with fresh_read() as session:
             request = session.get(RetryRequest, request_id, populate_existing=True)
             assert request is not None
         if request.state != RequestState.QUEUED or time.monotonic() >= deadline:

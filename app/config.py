@@ -16,14 +16,12 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.domain.inputs import parse_bool
 from app.domain.providers import PROVIDERS
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_APP_BASE_URL = "http://127.0.0.1:5000"
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 class ConfigError(ValueError):
@@ -91,6 +89,11 @@ class Settings:
         )
         if settings.smtp_password and not settings.smtp_username:
             raise ConfigError("SMTP_PASSWORD is set but SMTP_USERNAME is not")
+        if settings.app_base_url.startswith("https://") and not settings.secret_key:
+            raise ConfigError(
+                "SECRET_KEY must be set when APP_BASE_URL is https: every process of the "
+                "deployment must sign sessions with the same key"
+            )
         return settings
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -178,12 +181,10 @@ class _Reader:
         raw = self.env.get(name)
         if raw is None:
             return default
-        lowered = raw.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+        value = parse_bool(raw)
+        if value is None:
+            raise ConfigError(f"{name} must be true or false, got {raw!r}")
+        return value
 
     def url(self, name: str, default: str, *, schemes: set[str]) -> str:
         raw = (self.env.get(name) or default).strip()

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy.exc import OperationalError
+from celery import Task
 
-from app import get_settings
+from app import background, get_settings
 from app.db import unit_of_work, utcnow
 from app.services import maintenance, retry
-from tasks.notifications import send_approval_email
-from tasks.transient import DATABASE_MAX_RETRIES
-from tasks.worker import celery
+from tasks.notifications import SEND_APPROVAL_EMAIL
+from tasks.transient import database_task
 
-# Older than the longest an email task may still be backing off (EMAIL_MAX_RETRIES).
-UNSENT_EMAIL_AFTER = timedelta(minutes=15)
+# Pending rows this old with no approval email on record (inserted by hand) get one.
+UNSENT_EMAIL_AFTER = timedelta(minutes=1)
 # Older than the longest a retry task may still be backing off on database errors.
 STALLED_REQUEST_AFTER = timedelta(minutes=5)
 
-_TRANSIENT = {
-    "autoretry_for": (OperationalError,),
-    "retry_backoff": True,
-    "max_retries": DATABASE_MAX_RETRIES,
-}
 
-
-@celery.task(name="maintenance.expire_pending_executions", **_TRANSIENT)
-def expire_pending_executions() -> list[str]:
+@database_task("maintenance.expire_pending_executions")
+def expire_pending_executions(_task: Task) -> list[str]:
     """Expire `pending` executions older than the approval TTL."""
     ttl = timedelta(hours=get_settings().approval_token_ttl_hours)
     with unit_of_work() as session:
@@ -34,8 +27,8 @@ def expire_pending_executions() -> list[str]:
     return [str(execution_id) for execution_id in expired]
 
 
-@celery.task(name="maintenance.reap_stuck_executions", **_TRANSIENT)
-def reap_stuck_executions() -> list[str]:
+@database_task("maintenance.reap_stuck_executions")
+def reap_stuck_executions(_task: Task) -> list[str]:
     """Fail `approved`/`running` executions with no progress for `REAPER_MINUTES`."""
     after = timedelta(minutes=get_settings().reaper_minutes)
     with unit_of_work() as session:
@@ -43,18 +36,18 @@ def reap_stuck_executions() -> list[str]:
     return [str(execution_id) for execution_id in reaped]
 
 
-@celery.task(name="maintenance.requeue_unsent_approval_emails", **_TRANSIENT)
-def requeue_unsent_approval_emails() -> list[str]:
-    """Queue the approval email again for pending rows that never got one."""
+@database_task("maintenance.requeue_lost_approval_emails")
+def requeue_lost_approval_emails(_task: Task) -> list[str]:
+    """Queue the approval email again where no task is working on it any more."""
     with unit_of_work() as session:
-        unsent = maintenance.unsent_approval_emails(session, now=utcnow(), after=UNSENT_EMAIL_AFTER)
-    for execution_id in unsent:
-        send_approval_email.delay(str(execution_id))
-    return [str(execution_id) for execution_id in unsent]
+        lost = maintenance.lost_approval_emails(session, now=utcnow(), after=UNSENT_EMAIL_AFTER)
+    for execution_id in lost:
+        background.enqueue(SEND_APPROVAL_EMAIL, [str(execution_id)])
+    return [str(execution_id) for execution_id in lost]
 
 
-@celery.task(name="maintenance.requeue_stalled_retry_requests", **_TRANSIENT)
-def requeue_stalled_retry_requests() -> list[str]:
+@database_task("maintenance.requeue_stalled_retry_requests")
+def requeue_stalled_retry_requests(_task: Task) -> list[str]:
     """Queue the task again for retry requests that never reached a worker."""
     with unit_of_work() as session:
         stalled = maintenance.stalled_retry_requests(
@@ -63,3 +56,10 @@ def requeue_stalled_retry_requests() -> list[str]:
     for request in stalled:
         retry.enqueue_retry(request)
     return [str(request.id) for request in stalled]
+
+
+@database_task("maintenance.forget_old_sign_in_failures")
+def forget_old_sign_in_failures(_task: Task) -> int:
+    """Drop failed sign-in counts that no longer count."""
+    with unit_of_work() as session:
+        return maintenance.forget_old_sign_in_failures(session, now=utcnow())

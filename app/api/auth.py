@@ -1,8 +1,8 @@
-"""`POST /api/auth/login` and `POST /api/auth/logout`."""
+"""`POST /api/auth/login`, `POST /api/auth/logout` and `GET /api/auth/me`."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response
@@ -10,17 +10,18 @@ from werkzeug.wrappers import Response
 from app.api import blueprint
 from app.auth.session import sign_in, sign_out
 from app.domain.errors import DomainError
-from app.extensions import csrf
+from app.http import json_object
 from app.services.identity import principal_for
 
 
 @blueprint.post("/auth/login")
-@csrf.exempt  # the client has no token yet; requiring a JSON body stops cross-site forms
 def login() -> Response:
-    """Sign in with `{email, password}`; answers `{csrf_token}` for later requests."""
-    body = request.get_json(silent=True)
-    if not request.is_json or not isinstance(body, dict):
-        raise DomainError(415, 'send a JSON object: {"email": ..., "password": ...}')
+    """Sign in with `{email, password}`; answers `{csrf_token}` for later requests.
+
+    Exempt from the CSRF check (the client has no token yet); requiring a JSON body
+    stops cross-site forms, which cannot send one.
+    """
+    body = json_object('{"email": ..., "password": ...}')
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
         raise DomainError(400, "email and password are required strings")
@@ -37,6 +38,7 @@ def login() -> Response:
 @blueprint.post("/auth/logout")
 @login_required
 def logout() -> Response:
+    """Ends this session and every other session cookie of the user."""
     sign_out()
     return jsonify(status="signed out")
 

@@ -7,32 +7,26 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app.api import blueprint
-from app.db import unit_of_work
+from app.db import db
 from app.domain.errors import DomainError
-from app.domain.rbac import Action, Principal, authorize
-from app.services import executions, retry
+from app.domain.inputs import parse_bool
+from app.domain.rbac import Action, Principal, require
+from app.services import executions, retry, retry_requests
 from app.services.identity import principal_for
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
 
 
 def parse_force(raw: str | None) -> bool:
     """`?force=true`; absent means false; anything unrecognized is a 400."""
-    value = (raw or "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise DomainError(400, "force must be true or false")
+    force = parse_bool(raw)
+    if force is None:
+        raise DomainError(400, "force must be true or false")
+    return force
 
 
 def _viewer() -> Principal:
     """The signed-in user, refused with 403 unless they may view purchases."""
     principal = principal_for(current_user)
-    decision = authorize(principal, Action.VIEW, None)
-    if not decision:
-        raise DomainError(403, f"not allowed to view purchases: {decision.reason}")
+    require(principal, Action.VIEW)
     return principal
 
 
@@ -50,10 +44,10 @@ def retry_execution(execution_id: str) -> tuple[Response, int, dict[str, str]]:
 @blueprint.get("/purchases/retry-requests/<path:request_id>")
 @login_required
 def retry_request_state(request_id: str) -> Response:
-    """The request's state; only its requester (or an admin) may read it."""
-    with unit_of_work() as session:
-        found = retry.find_request(session, principal_for(current_user), request_id)
-        return jsonify(retry.request_as_dict(found))
+    """The request's state; only its requester (or an admin) may read it, while they may
+    view purchases."""
+    found = retry_requests.find_request(db.session(), principal_for(current_user), request_id)
+    return jsonify(retry_requests.request_as_dict(found))
 
 
 @blueprint.get("/history")
@@ -66,19 +60,18 @@ def history() -> Response:
     limit = executions.parse_limit(request.args.get("limit"))
     before = request.args.get("before") or None
     policy = retry.current_policy()
-    with unit_of_work() as session:
-        page = executions.history_page(session, filters, limit=limit, before=before)
-        items = [
-            executions.as_item(
-                row,
-                policy,
-                retry_of=page.predecessors.get(row.execution_id),
-                creator_email=page.creators.get(row.created_by_user_id)
-                if row.created_by_user_id
-                else None,
-            )
-            for row in page.rows
-        ]
+    page = executions.history_page(db.session(), filters, limit=limit, before=before)
+    items = [
+        executions.as_item(
+            row,
+            policy,
+            retry_of=page.predecessors.get(row.execution_id),
+            creator_email=page.creators.get(row.created_by_user_id)
+            if row.created_by_user_id
+            else None,
+        )
+        for row in page.rows
+    ]
     return jsonify(items=items, next=page.next_cursor)
 
 
@@ -88,18 +81,16 @@ def execution_detail(execution_id: str) -> Response:
     """One execution with its recommendations and lineage."""
     _viewer()
     policy = retry.current_policy()
-    with unit_of_work() as session:
-        row = executions.find_execution(session, execution_id)
-        retry_of = executions.predecessors_of(session, [row.execution_id]).get(row.execution_id)
-        creators = executions.creator_emails(session, [row])
-        return jsonify(
-            executions.as_item(
-                row,
-                policy,
-                retry_of=retry_of,
-                creator_email=creators.get(row.created_by_user_id)
-                if row.created_by_user_id
-                else None,
-                with_recommendations=True,
-            )
+    session = db.session()
+    row = executions.find_execution(session, execution_id)
+    retry_of = executions.predecessors_of(session, [row.execution_id]).get(row.execution_id)
+    creators = executions.creator_emails(session, [row])
+    return jsonify(
+        executions.as_item(
+            row,
+            policy,
+            retry_of=retry_of,
+            creator_email=creators.get(row.created_by_user_id) if row.created_by_user_id else None,
+            with_recommendations=True,
         )
+    )

@@ -15,13 +15,13 @@ from app.db import db
 from app.domain.errors import DomainError
 from app.extensions import login_manager
 from app.http import is_api_request, render_domain_error
-from app.services.identity import load_active_user
+from app.services.identity import load_session_user
 
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.session_protection = "basic"
-    login_manager.user_loader(lambda user_id: load_active_user(db.session(), user_id))
+    login_manager.user_loader(lambda session_id: load_session_user(db.session(), session_id))
     login_manager.unauthorized_handler(_unauthorized)
     app.register_blueprint(blueprint)
 

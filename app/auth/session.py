@@ -6,12 +6,11 @@ import secrets
 from urllib.parse import urlsplit
 
 from flask import redirect, request, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from app.db import unit_of_work, utcnow
-from app.extensions import get_redis
-from app.services.identity import LoginOutcome, UnknownEmailThrottle, authenticate
+from app.services.identity import LoginOutcome, authenticate, end_sessions
 
 
 def sign_in(email: str, password: str) -> LoginOutcome:
@@ -20,10 +19,7 @@ def sign_in(email: str, password: str) -> LoginOutcome:
     The old session is cleared first, so whatever an attacker planted in it before
     sign-in (a fixed session, a CSRF token) does not survive into the signed-in one.
     """
-    with unit_of_work() as db_session:
-        outcome = authenticate(
-            db_session, UnknownEmailThrottle(get_redis()), email, password, utcnow()
-        )
+    outcome = authenticate(email, password, utcnow())
     if outcome.user is not None:
         session.clear()
         session["sid"] = secrets.token_urlsafe(24)
@@ -32,16 +28,24 @@ def sign_in(email: str, password: str) -> LoginOutcome:
 
 
 def sign_out() -> None:
+    """End this session and every other session cookie of the signed-in user: the
+    cookie lives in the browser, so only a new session version makes copies useless."""
+    if current_user.is_authenticated:
+        with unit_of_work() as db_session:
+            end_sessions(db_session.merge(current_user._get_current_object()))
     logout_user()
     session.clear()
 
 
 def safe_next_url(target: str | None) -> str | None:
-    """`target` if it stays on this site (a path, no scheme or host), else None."""
+    """`target` if it is a path on this site (no scheme, host or control characters),
+    else None: it ends up in a Location header, and a CR or LF there is refused."""
     if not target:
         return None
     target = target.strip()
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app.domain.errors import DomainError
+
 ADMIN = "admin:*"
 PURCHASES = "purchases"
 
@@ -140,3 +142,26 @@ def authorize(
     return Decision(
         False, f"{own_permission} covers only executions you created: {any_permission} is required"
     )
+
+
+def refusal(
+    principal: Principal, action: Action, created_by_user_id: uuid.UUID | None = None
+) -> DomainError | None:
+    """`authorize` as the 403 every entry point answers, or None when allowed.
+
+    The message names what is missing, never anything about the row.
+    """
+    decision = authorize(principal, action, created_by_user_id)
+    if decision:
+        return None
+    target = "purchases" if action is Action.VIEW else "this execution"
+    return DomainError(403, f"not allowed to {action.value} {target}: {decision.reason}")
+
+
+def require(
+    principal: Principal, action: Action, created_by_user_id: uuid.UUID | None = None
+) -> None:
+    """Raise the 403 of `refusal`, if any."""
+    found = refusal(principal, action, created_by_user_id)
+    if found is not None:
+        raise found

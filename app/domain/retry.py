@@ -15,7 +15,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from app.domain.errors import DomainError
-from app.domain.rbac import Action, Principal, authorize
+from app.domain.providers import normalize_provider
+from app.domain.rbac import Action, Principal, refusal
+from app.domain.recommendations import OUTCOME_FIELDS, items_of, malformed_reason
 from app.domain.statuses import Status
 
 # Failures that will recur until an operator fixes their cause: retrying is pointless.
@@ -25,9 +27,7 @@ OPS_HINTS: tuple[tuple[str, str], ...] = (
     ("SES domain not verified", "Verify the sending domain, then retry"),
     ("IAM denied", "Grant the purchasing role the missing IAM permission, then retry"),
 )
-
-# What the executor writes into a recommendation; a successor starts with none of it.
-OUTCOME_FIELDS: dict[str, Any] = {"error": None, "purchased": False, "purchase_id": None}
+MALFORMED_HINT = "Fix the row's recommendations (a JSON list of objects), then retry"
 
 
 class RequestState(StrEnum):
@@ -47,7 +47,8 @@ class RetryableRow(Protocol):
     retry_execution_id: uuid.UUID | None
     retry_attempt_n: int
     error: str | None
-    recommendations: list[dict[str, Any]]
+    recommendations: Any  # a list of objects, unless the row was inserted malformed
+    account_provider: str | None
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,20 @@ class RetryPolicy:
                 return hint
         return None
 
-    def unsafe_provider(self, recommendations: Iterable[Mapping[str, Any]]) -> str | None:
-        """The first provider in the row that cannot re-drive a purchase idempotently."""
-        for provider in sorted(providers_of(recommendations)):
+    def unsafe_provider(self, row: RetryableRow) -> str | None:
+        """The first provider of the row (its account's, or any item's) that cannot
+        re-drive a purchase idempotently."""
+        for provider in sorted(providers_of(row)):
             if provider in self.redrive_unsafe_providers:
                 return provider
         return None
 
 
-def providers_of(recommendations: Iterable[Mapping[str, Any]]) -> set[str]:
-    return {str(item.get("provider", "")).lower() for item in recommendations}
+def providers_of(row: RetryableRow) -> set[str]:
+    """Every provider a re-drive would buy from: the account's and each item's."""
+    providers = {normalize_provider(item.get("provider")) for item in items_of(row.recommendations)}
+    providers.add(normalize_provider(row.account_provider))
+    return providers - {""}
 
 
 def redrive_hint(provider: str) -> str:
@@ -96,9 +101,9 @@ def retry_refusal(
     comes before anything that reveals the row's state or lineage. `force` overrides
     the threshold and nothing else.
     """
-    decision = authorize(principal, Action.RETRY, row.created_by_user_id)
-    if not decision:
-        return DomainError(403, f"not allowed to retry this execution: {decision.reason}")
+    denied = refusal(principal, Action.RETRY, row.created_by_user_id)
+    if denied is not None:
+        return denied
     if row.status != Status.FAILED:
         return DomainError(409, f"only failed executions can be retried; this one is {row.status}")
     if row.retry_execution_id is not None:
@@ -107,13 +112,21 @@ def retry_refusal(
             "this execution has already been retried",
             retry_execution_id=str(row.retry_execution_id),
         )
-    provider = policy.unsafe_provider(row.recommendations)
+    provider = policy.unsafe_provider(row)
     if provider is not None:
         return DomainError(
             409,
             f"{provider} cannot re-drive a purchase safely; force does not override this",
             ops_hint=redrive_hint(provider),
             redrive_unsafe=True,
+        )
+    malformed = malformed_reason(row.recommendations)
+    if malformed is not None:
+        return DomainError(
+            409,
+            "this execution cannot be retried until an operator fixes it",
+            ops_hint=MALFORMED_HINT,
+            failure_reason=malformed,
         )
     hint = policy.ops_hint(row.error)
     if hint is not None:
@@ -138,9 +151,11 @@ def persistent_hint(row: RetryableRow, policy: RetryPolicy) -> str | None:
     """The ops hint a failed row shows in place of Retry, whoever looks at it."""
     if row.status != Status.FAILED:
         return None
-    provider = policy.unsafe_provider(row.recommendations)
+    provider = policy.unsafe_provider(row)
     if provider is not None:
         return redrive_hint(provider)
+    if malformed_reason(row.recommendations) is not None:
+        return MALFORMED_HINT
     return policy.ops_hint(row.error)
 
 
@@ -168,13 +183,13 @@ class SuppressionScope:
 def suppression_counts(recommendations: Iterable[Mapping[str, Any]]) -> dict[SuppressionScope, int]:
     """One entry per scope with the counts summed; items with `count <= 0` are skipped."""
     counts: dict[SuppressionScope, int] = {}
-    for item in recommendations:
+    for item in items_of(recommendations):
         count = _whole_number(item.get("count"))
         if count <= 0:
             continue
         scope = SuppressionScope(
             account_id=str(item.get("account_id") or ""),
-            provider=str(item.get("provider") or ""),
+            provider=normalize_provider(item.get("provider")),
             service=str(item.get("service") or ""),
             region=str(item.get("region") or ""),
             resource_type=str(item.get("resource_type") or ""),

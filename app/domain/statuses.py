@@ -33,6 +33,13 @@ def can_transition(current: str, target: str) -> bool:
     return Status(target) in TRANSITIONS.get(Status(current), frozenset())
 
 
+def releases_suppressions(current: str, target: str) -> bool:
+    """A row that leaves `pending` other than by approval (cancelled, expired, failed
+    before anyone approved it) has nothing in flight: its suppressions go, so the
+    recommendations may be bought again. An approved or running row keeps them."""
+    return Status(current) is Status.PENDING and Status(target) is not Status.APPROVED
+
+
 def sql_in_list() -> str:
     """The statuses as a SQL list, for the table's check constraint."""
     return ", ".join(f"'{status.value}'" for status in Status)

@@ -1,4 +1,5 @@
-"""Writing the audit trail, always inside the transaction of the change it records."""
+"""Writing the audit trail: a change's event in the change's transaction; a refusal's
+event on purpose, in a transaction of its own (the refused work was rolled back)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.db import unit_of_work
+from app.domain.errors import DomainError
 from app.domain.rbac import Principal
 from app.models import AuditEvent
 
@@ -32,3 +35,31 @@ def record(
     )
     session.add(event)
     return event
+
+
+def refusal_details(refusal: DomainError, **extra: Any) -> dict[str, Any]:
+    """What the trail keeps of a refusal: its status, message and details."""
+    return {"status": refusal.status, "error": refusal.message, **refusal.details, **extra}
+
+
+def record_refusal(
+    action: str,
+    refusal: DomainError,
+    *,
+    actor: Principal,
+    execution_id: uuid.UUID | None,
+    **details: Any,
+) -> None:
+    """Commit the audit event of a refused request, in a unit of work of its own.
+
+    Called by a service after the unit of work that refused has rolled back, so the
+    trail shows the refusal and nothing of the work that was refused.
+    """
+    with unit_of_work() as session:
+        record(
+            session,
+            action,
+            actor=actor,
+            execution_id=execution_id,
+            details=refusal_details(refusal, **details),
+        )

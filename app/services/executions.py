@@ -19,7 +19,8 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain.errors import DomainError
-from app.domain.ids import parse_uuid
+from app.domain.inputs import parse_uuid
+from app.domain.recommendations import malformed_reason
 from app.domain.retry import RetryPolicy, persistent_hint
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, User
@@ -28,14 +29,10 @@ MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 
 
-def find_execution(
-    session: Session, raw_id: str | uuid.UUID, *, for_update: bool = False
-) -> PurchaseExecution:
+def find_execution(session: Session, raw_id: str | uuid.UUID) -> PurchaseExecution:
     """The execution with this id: 400 if the id is malformed, 404 if there is none."""
     execution_id = raw_id if isinstance(raw_id, uuid.UUID) else parse_uuid(raw_id)
     query = select(PurchaseExecution).where(PurchaseExecution.execution_id == execution_id)
-    if for_update:
-        query = query.with_for_update()
     execution = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
     if execution is None:
         raise DomainError(404, f"no execution {execution_id}")
@@ -187,6 +184,7 @@ def as_item(
         "status": execution.status,
         "error": execution.error,
         "ops_hint": persistent_hint(execution, policy),
+        "recommendations_error": malformed_reason(execution.recommendations),
         "retry_execution_id": _str_or_none(execution.retry_execution_id),
         "retry_of": _str_or_none(retry_of),
         "retry_attempt_n": execution.retry_attempt_n,

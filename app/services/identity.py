@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -11,19 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
+from app.db import db, unit_of_work
 from app.domain import lockout
 from app.domain.errors import DomainError
 from app.domain.rbac import GroupGrant, InvalidPermission, Principal, effective_permissions
 from app.domain.rbac import validate_permission as canonical_permission
-from app.models import Group, User, normalize_email
-
-log = logging.getLogger(__name__)
+from app.models import Group, LoginAttempts, User, normalize_email
 
 MIN_PASSWORD_LENGTH = 8
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -63,7 +61,7 @@ def find_user_by_email(session: Session, email: str) -> User | None:
 
 
 def load_active_user(session: Session, user_id: str | uuid.UUID) -> User | None:
-    """The user behind a session cookie, or None if unknown, malformed or deactivated."""
+    """The user with this id, or None if unknown, malformed or deactivated."""
     try:
         key = user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(str(user_id))
     except ValueError:
@@ -71,6 +69,16 @@ def load_active_user(session: Session, user_id: str | uuid.UUID) -> User | None:
     # Groups in the same round trip: every signed-in request and every task needs them.
     user = session.get(User, key, options=[joinedload(User.groups)])
     return user if user is not None and user.is_active else None
+
+
+def load_session_user(session: Session, session_id: str) -> User | None:
+    """The user behind a session cookie (`User.get_id()`: id and session version), or
+    None if the cookie's version is not the user's current one: it was ended."""
+    user_id, _, version = session_id.partition(":")
+    user = load_active_user(session, user_id)
+    if user is None or version != str(user.session_version):
+        return None
+    return user
 
 
 def create_user(
@@ -81,8 +89,7 @@ def create_user(
     normalized = normalize_email(email)
     if not _EMAIL_SHAPE.match(normalized):
         raise DomainError(400, f"not an email address: {email!r}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise DomainError(400, f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    _check_password(password)
     if find_user_by_email(session, normalized) is not None:
         raise DomainError(409, f"a user with email {normalized} already exists")
     groups = _groups_named(session, group_names)
@@ -129,82 +136,105 @@ class LoginOutcome:
     message: str = ""
 
 
-class UnknownEmailThrottle:
-    """Failure counts for emails with no account, so they lock out like real ones."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-
-    @staticmethod
-    def _key(email: str) -> str:
-        return "login-throttle:" + hashlib.sha256(email.encode()).hexdigest()
-
-    def load(self, email: str) -> lockout.LoginState:
-        try:
-            raw = self._client.hgetall(self._key(email))
-        except redis.RedisError:
-            log.warning("login throttle unavailable; unknown-email attempts are not counted")
-            return lockout.LoginState()
-        if not raw:
-            return lockout.LoginState()
-        locked = raw.get("locked_until")
-        return lockout.LoginState(
-            failed_count=int(raw.get("failed_count", 0)),
-            locked_until=datetime.fromisoformat(locked) if locked else None,
-        )
-
-    def save(self, email: str, state: lockout.LoginState) -> None:
-        mapping = {
-            "failed_count": state.failed_count,
-            "locked_until": state.locked_until.isoformat() if state.locked_until else "",
-        }
-        key = self._key(email)
-        try:
-            with self._client.pipeline() as pipe:
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, int(lockout.LOCKOUT_PERIOD.total_seconds()))
-                pipe.execute()
-        except redis.RedisError:
-            log.warning("login throttle unavailable; unknown-email attempt not counted")
+def email_key(email: str) -> str:
+    """Where an email's failed sign-ins are counted: its normalized form, hashed."""
+    return hashlib.sha256(normalize_email(email).encode()).hexdigest()
 
 
-def authenticate(
-    session: Session,
-    throttle: UnknownEmailThrottle,
-    email: str,
-    password: str,
-    now: datetime,
-) -> LoginOutcome:
-    """Check a password, counting failures toward the lockout.
+def login_state(session: Session, email: str) -> lockout.LoginState:
+    found = session.get(LoginAttempts, email_key(email), populate_existing=True)
+    if found is None:
+        return lockout.LoginState()
+    return lockout.LoginState(found.failed_count, found.last_failed_at, found.locked_until)
 
-    Returns an outcome rather than raising, so the caller's unit of work commits the
-    failure count along with the refusal.
+
+def authenticate(email: str, password: str, now: datetime) -> LoginOutcome:
+    """Check a password, counting a failure toward the lockout of that email.
+
+    Every email goes through the same steps, store and rule, whether or not it has an
+    account (an unknown one is checked against a dummy hash at the same cost), so no
+    answer and no timing tells them apart. The password is checked outside any
+    transaction; the failure is then counted in a short unit of work that reads and
+    writes the count under the write lock, so parallel failures all count.
     """
+    session = db.session()
     normalized = normalize_email(email)
-    user = session.scalar(select(User).where(User.email == normalized).with_for_update())
-    if user is None:
-        state = throttle.load(normalized)
-        if lockout.is_locked(state, now):
-            return LoginOutcome(None, lockout.LOCKED_OUT)
-        verify_password(_dummy_hash(), password)  # same cost as a real check
-        state = lockout.after_failure(state, now)
-        throttle.save(normalized, state)
-        return LoginOutcome(None, _refusal(state, now))
-
-    state = lockout.LoginState(user.failed_login_count, user.locked_until)
-    if lockout.is_locked(state, now):
+    if lockout.is_locked(login_state(session, normalized), now):
         return LoginOutcome(None, lockout.LOCKED_OUT)
-    if not verify_password(user.password_hash, password) or not user.is_active:
-        state = lockout.after_failure(state, now)
-        user.failed_login_count, user.locked_until = state.failed_count, state.locked_until
-        return LoginOutcome(None, _refusal(state, now))
+    user = session.scalar(select(User).where(User.email == normalized))
+    if user is None:
+        verify_password(_dummy_hash(), password)
+        accepted = False
+    else:
+        accepted = verify_password(user.password_hash, password) and user.is_active
+    with unit_of_work() as writer:
+        if not accepted:
+            state = _count_failure(writer, normalized, now)
+            return LoginOutcome(None, lockout.refusal_message(state, now))
+        assert user is not None
+        state = login_state(writer, normalized)
+        if lockout.is_locked(state, now):  # locked by a parallel failure meanwhile
+            return LoginOutcome(None, lockout.LOCKED_OUT)
+        writer.execute(
+            delete(LoginAttempts).where(LoginAttempts.email_key == email_key(normalized))
+        )
+        user = writer.get(User, user.id, populate_existing=True, options=[joinedload(User.groups)])
+        assert user is not None
+        user.last_login_at = now
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = hash_password(password)
+        return LoginOutcome(user)
 
-    user.failed_login_count, user.locked_until = 0, None
-    user.last_login_at = now
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    return LoginOutcome(user)
+
+def _count_failure(session: Session, email: str, now: datetime) -> lockout.LoginState:
+    """Apply the lockout rule to the stored count, atomically: the row is locked (on
+    PostgreSQL) or the database is (SQLite's BEGIN IMMEDIATE) from read to write."""
+    key = email_key(email)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(LoginAttempts).values(email_key=key).on_conflict_do_nothing())
+    row = session.get(LoginAttempts, key, with_for_update=True, populate_existing=True)
+    assert row is not None
+    state = lockout.after_failure(
+        lockout.LoginState(row.failed_count, row.last_failed_at, row.locked_until), now
+    )
+    row.failed_count, row.last_failed_at, row.locked_until = (
+        state.failed_count,
+        state.last_failed_at,
+        state.locked_until,
+    )
+    return state
 
 
-def _refusal(state: lockout.LoginState, now: datetime) -> str:
-    return lockout.LOCKED_OUT if lockout.is_locked(state, now) else lockout.INVALID_CREDENTIALS
+def end_sessions(user: User) -> None:
+    """Make every session cookie issued to `user` so far useless (sign-out, a new
+    password, deactivation): they carry the old session version."""
+    user.session_version += 1
+
+
+def set_password(session: Session, email: str, password: str) -> User:
+    """A new password for the user with `email`; their sessions end. 400/404 refusals."""
+    user = _existing_user(session, email)
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    end_sessions(user)
+    return user
+
+
+def deactivate(session: Session, email: str) -> User:
+    """The user can no longer sign in, and their sessions end."""
+    user = _existing_user(session, email)
+    user.is_active = False
+    end_sessions(user)
+    return user
+
+
+def _existing_user(session: Session, email: str) -> User:
+    user = find_user_by_email(session, email)
+    if user is None:
+        raise DomainError(404, f"no user with email {normalize_email(email)}")
+    return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise DomainError(400, f"password must be at least {MIN_PASSWORD_LENGTH} characters")

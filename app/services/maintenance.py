@@ -1,8 +1,9 @@
 """Housekeeping run by Celery beat (SPEC section 5).
 
-Each sweep is one conditional UPDATE ... RETURNING, so a row that changed state since
-it was selected (approved a moment ago, say) is left alone, and two sweeps running at
-once never both act on one row. The audit events go in the same transaction.
+Each sweep is a conditional UPDATE ... RETURNING (`transitions.move` for statuses), so a
+row that changed since it was selected (approved a moment ago, say) is left alone, and
+two sweeps running at once never both act on one row. The audit events go in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -10,45 +11,29 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from app.domain.lockout import FAILURE_WINDOW
 from app.domain.retry import RequestState
 from app.domain.statuses import IN_FLIGHT, Status
-from app.models import PurchaseExecution, PurchaseSuppression, RetryRequest
-from app.services import audit
+from app.models import LoginAttempts, PurchaseExecution, RetryRequest
+from app.services import notifications, transitions
 
 
 def expire_pending(session: Session, *, now: datetime, ttl: timedelta) -> list[uuid.UUID]:
-    """Move `pending` rows older than the approval TTL to `expired`.
-
-    Their suppressions go with them: nothing is in flight any more, so the
-    recommendations may be bought again.
-    """
-    cutoff = now - ttl
-    expired = list(
-        session.scalars(
-            update(PurchaseExecution)
-            .where(
-                PurchaseExecution.status == Status.PENDING,
-                PurchaseExecution.created_at < cutoff,
-            )
-            .values(status=Status.EXPIRED, approval_token_hash=None, updated_at=now)
-            .returning(PurchaseExecution.execution_id)
-        )
+    """Move `pending` rows older than the approval TTL to `expired` (their suppressions
+    go with them: nothing is in flight any more)."""
+    return transitions.move(
+        session,
+        PurchaseExecution.created_at < now - ttl,
+        sources={Status.PENDING},
+        target=Status.EXPIRED,
+        now=now,
+        action="execution.expired",
+        details={"ttl_hours": ttl.total_seconds() / 3600},
+        values={"approval_token_hash": None},
     )
-    if expired:
-        session.execute(
-            delete(PurchaseSuppression).where(PurchaseSuppression.execution_id.in_(expired))
-        )
-    for execution_id in expired:
-        audit.record(
-            session,
-            "execution.expired",
-            execution_id=execution_id,
-            details={"ttl_hours": ttl.total_seconds() / 3600},
-        )
-    return expired
 
 
 def reap_stuck(session: Session, *, now: datetime, after: timedelta) -> list[uuid.UUID]:
@@ -58,46 +43,25 @@ def reap_stuck(session: Session, *, now: datetime, after: timedelta) -> list[uui
     executor's idempotency keys make a re-drive safe) rather than sitting forever.
     """
     minutes = int(after.total_seconds() // 60)
-    reaped = list(
-        session.execute(
-            update(PurchaseExecution)
-            .where(
-                PurchaseExecution.status.in_([status.value for status in IN_FLIGHT]),
-                PurchaseExecution.updated_at < now - after,
-            )
-            .values(
-                status=Status.FAILED,
-                error=f"reaped: no progress for more than {minutes} minutes",
-                updated_at=now,
-            )
-            .returning(PurchaseExecution.execution_id)
-        ).scalars()
+    reason = f"reaped: no progress for more than {minutes} minutes"
+    return transitions.move(
+        session,
+        PurchaseExecution.updated_at < now - after,
+        sources=IN_FLIGHT,
+        target=Status.FAILED,
+        now=now,
+        action="execution.reaped",
+        details={"minutes": minutes},
+        values={"error": reason},
     )
-    for execution_id in reaped:
-        audit.record(
-            session, "execution.reaped", execution_id=execution_id, details={"minutes": minutes}
-        )
-    return reaped
 
 
-def unsent_approval_emails(session: Session, *, now: datetime, after: timedelta) -> list[uuid.UUID]:
-    """Pending rows whose approval email is still unsent `after` their creation.
-
-    Their email task was lost (a broker flushed, a worker killed before it queued the
-    email). Queueing it again is safe: the email task sends once per execution.
-    """
-    return list(
-        session.scalars(
-            select(PurchaseExecution.execution_id)
-            .where(
-                PurchaseExecution.status == Status.PENDING,
-                PurchaseExecution.notification_sent_at.is_(None),
-                PurchaseExecution.created_at < now - after,
-            )
-            .order_by(PurchaseExecution.created_at)
-            .limit(1000)
-        )
-    )
+def lost_approval_emails(session: Session, *, now: datetime, after: timedelta) -> list[uuid.UUID]:
+    """Executions whose approval email has no task working on it: pending rows older
+    than `after` that never had one on record (inserted by hand), now recorded, and
+    those whose task was lost."""
+    owed = notifications.owe_missing_approval_emails(session, now=now, after=after)
+    return owed + notifications.lost_approval_emails(session, now=now)
 
 
 def stalled_retry_requests(
@@ -117,3 +81,17 @@ def stalled_retry_requests(
             .limit(1000)
         )
     )
+
+
+def forget_old_sign_in_failures(session: Session, *, now: datetime) -> int:
+    """Drop failure counts that no longer count (past the window, no lock in force)."""
+    result = session.execute(
+        delete(LoginAttempts).where(
+            or_(
+                LoginAttempts.last_failed_at.is_(None),
+                LoginAttempts.last_failed_at < now - FAILURE_WINDOW,
+            ),
+            or_(LoginAttempts.locked_until.is_(None), LoginAttempts.locked_until <= now),
+        )
+    )
+    return result.rowcount or 0

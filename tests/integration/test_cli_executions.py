@@ -6,8 +6,8 @@ import pytest
 
 from app.db import unit_of_work
 from app.domain.statuses import Status
-from tests.commands import flask_cli
 from tests.factories import make_execution, make_user, recommendation
+from tests.support.commands import flask_cli
 
 
 def failed(session, creator, **fields):
@@ -62,9 +62,10 @@ def test_refusals_exit_1_with_their_details(
 ):
     with unit_of_work() as session:
         alice, bob = make_user(session), make_user(session)
-        status = fields.pop("status", Status.FAILED)
+        values = dict(fields)  # the same parameters serve both backends: never mutate them
+        status = values.pop("status", Status.FAILED)
         row = make_execution(
-            session, status, created_by=alice, recommendations=[recommendation()], **fields
+            session, status, created_by=alice, recommendations=[recommendation()], **values
         )
     email = alice.email if as_owner else bob.email
     result = flask_cli(settings, "executions", "retry", str(row.execution_id), "--as", email)

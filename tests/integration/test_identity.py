@@ -1,39 +1,43 @@
-"""Users, groups and sign-in against the real database (and Redis for unknown emails)."""
+"""Users, groups and sign-in against the real database."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from app.db import utcnow
+from app.db import unit_of_work, utcnow
 from app.domain import lockout
 from app.domain.errors import DomainError
 from app.models import Group, User
 from app.services.identity import (
-    UnknownEmailThrottle,
     authenticate,
     create_group,
     create_user,
+    login_state,
     principal_for,
 )
 from tests.factories import PASSWORD, make_user
+from tests.support.commands import product_python
 
 
 @pytest.fixture
-def throttle(redis_db):
-    return UnknownEmailThrottle(redis_db)
+def signing_in(app, db_session):
+    """An app context for `authenticate`, on the test's rolled-back transaction."""
+    with app.app_context():
+        yield
 
 
 def user_count(session) -> int:
     return session.scalar(select(func.count()).select_from(User))
 
 
-def test_emails_are_stored_and_matched_lower_case(db_session, throttle):
+def test_emails_are_stored_and_matched_lower_case(db_session, signing_in):
     user = create_user(db_session, "  Carol@Example.COM ", PASSWORD)
     assert user.email == "carol@example.com"
-    outcome = authenticate(db_session, throttle, "CAROL@example.com", PASSWORD, utcnow())
+    outcome = authenticate("CAROL@example.com", PASSWORD, utcnow())
     assert outcome.user is not None and outcome.user.id == user.id
 
 
@@ -95,38 +99,77 @@ def test_principal_permissions_come_from_groups(db_session):
     }
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(db_session, throttle):
+def test_five_failures_lock_the_account_even_for_the_right_password(db_session, signing_in):
     user = make_user(db_session, "henry@example.com")
     now = utcnow()
     messages = [
-        authenticate(db_session, throttle, user.email, "wrong password", now).message
+        authenticate(user.email, "wrong password", now).message
         for _ in range(lockout.MAX_FAILED_LOGINS)
     ]
     assert messages[:4] == [lockout.INVALID_CREDENTIALS] * 4
     assert messages[4] == lockout.LOCKED_OUT
-    assert user.locked_until is not None
-    assert authenticate(db_session, throttle, user.email, PASSWORD, now).user is None
+    assert authenticate(user.email, PASSWORD, now).user is None
     later = now + lockout.LOCKOUT_PERIOD + timedelta(seconds=1)
-    assert authenticate(db_session, throttle, user.email, PASSWORD, later).user is not None
-    assert user.failed_login_count == 0 and user.locked_until is None
+    assert authenticate(user.email, PASSWORD, later).user is not None
+    assert login_state(db_session, user.email) == lockout.LoginState()
 
 
-def test_unknown_emails_answer_exactly_like_real_ones(db_session, throttle):
+def answers(email: str, moments) -> list[str]:
+    return [authenticate(email, "wrong password", moment).message for moment in moments]
+
+
+def test_unknown_emails_answer_exactly_like_real_ones_at_every_moment(db_session, signing_in):
+    """4 failures, a 15-minute pause, then more: a known and an unknown email get the
+    same answers throughout. (Before: the known email's count never decayed, so its
+    fifth answer was "locked" while the unknown one's was "invalid".)"""
     known = make_user(db_session, "ivy@example.com")
     now = utcnow()
-
-    def attempts(email: str) -> list[str]:
-        return [
-            authenticate(db_session, throttle, email, "wrong password", now).message
-            for _ in range(lockout.MAX_FAILED_LOGINS + 1)
-        ]
-
-    assert attempts("nobody@example.com") == attempts(known.email)
+    pause = now + lockout.FAILURE_WINDOW
+    moments = [now] * 4 + [pause] * 6
+    for_unknown = answers("nobody@example.com", moments)
+    assert for_unknown == answers(known.email, moments)
+    assert for_unknown == [lockout.INVALID_CREDENTIALS] * 8 + [lockout.LOCKED_OUT] * 2
 
 
-def test_a_deactivated_user_cannot_sign_in(db_session, throttle):
+def test_a_deactivated_user_cannot_sign_in(db_session, signing_in):
     user = make_user(db_session)
     user.is_active = False
-    outcome = authenticate(db_session, throttle, user.email, PASSWORD, utcnow())
+    db_session.flush()
+    outcome = authenticate(user.email, PASSWORD, utcnow())
     assert outcome.user is None
     assert outcome.message == lockout.INVALID_CREDENTIALS
+
+
+@pytest.mark.parametrize("email", ["jack@example.com", "nobody-at-all@example.com"])
+def test_parallel_failures_all_count(app, committed_db, email):
+    """20 wrong passwords at once: exactly 4 are told "invalid" and 16 "locked". (Before,
+    on SQLite, parallel failures read and wrote back the count without a lock.)"""
+    with unit_of_work() as session:
+        make_user(session, "jack@example.com")
+
+    def attempt(_: int) -> str:
+        with app.app_context():
+            return authenticate(email, "wrong password", utcnow()).message
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        messages = list(pool.map(attempt, range(20)))
+    assert messages.count(lockout.INVALID_CREDENTIALS) == lockout.MAX_FAILED_LOGINS - 1
+    assert messages.count(lockout.LOCKED_OUT) == 20 - (lockout.MAX_FAILED_LOGINS - 1)
+    assert lockout.is_locked(login_state(committed_db, email), utcnow())
+
+
+def test_unknown_emails_lock_without_redis(settings, app, committed_db):
+    """Sign-in counts failures in the database alone: with Redis unreachable an unknown
+    email still locks. (Before, its count lived in Redis and was silently dropped.)"""
+    script = (
+        "from app import create_app\n"
+        "from app.db import utcnow\n"
+        "from app.services.identity import authenticate\n"
+        "with create_app().app_context():\n"
+        "    for _ in range(6):\n"
+        "        print(authenticate('ghost@example.com', 'wrong password', utcnow()).message)\n"
+    )
+    result = product_python(settings, script, REDIS_URL="redis://127.0.0.1:9/0")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == [lockout.INVALID_CREDENTIALS] * 4 + [lockout.LOCKED_OUT] * 2

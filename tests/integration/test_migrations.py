@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,30 +12,26 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
-from sqlalchemy import Uuid, bindparam, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app import MIGRATIONS_DIR
 from app.config import Settings
 from app.db import Base, build_engine, db
-from tests.commands import flask_cli
-from tests.conftest import create_database, drop_database
+from tests.support.commands import flask_cli
 
 PLAIN_INSERT = text(
     "INSERT INTO purchase_executions (execution_id, status, recommendations, error,"
     " created_by_user_id, retry_attempt_n, cloud_account_id, plan_id, step_number)"
     " VALUES (:id, 'failed', '[]', 'boom', NULL, 0, NULL, NULL, 1)"
-).bindparams(bindparam("id", type_=Uuid))
+)
+"""The SPEC's plain INSERT, with the id as the text an operator types (`:id` is a str)."""
 
 
 @pytest.fixture
-def empty_postgres(postgres_admin_url: str, settings: Settings) -> Iterator[Settings]:
-    """The test settings pointed at an empty PostgreSQL database of their own."""
-    url = create_database(postgres_admin_url, "ccp_migrate")
-    try:
-        yield settings.with_overrides(database_url=url)
-    finally:
-        drop_database(postgres_admin_url, url)
+def empty_database(fresh_database, settings: Settings) -> Settings:
+    """The test settings pointed at an empty database of their own."""
+    return settings.with_overrides(database_url=fresh_database("ccp_migrate"))
 
 
 def table_names(database_url: str) -> set[str]:
@@ -56,14 +52,14 @@ def test_exactly_one_head():
     assert len(script.get_heads()) == 1
 
 
-def test_upgrade_downgrade_upgrade(empty_postgres: Settings):
+def test_upgrade_downgrade_upgrade(empty_database: Settings):
     expected = {table.name for table in Base.metadata.sorted_tables} | {"alembic_version"}
-    migrate(empty_postgres, "upgrade")
-    assert table_names(empty_postgres.database_url) == expected
-    migrate(empty_postgres, "downgrade", "base")
-    assert table_names(empty_postgres.database_url) == {"alembic_version"}
-    migrate(empty_postgres, "upgrade")
-    assert table_names(empty_postgres.database_url) == expected
+    migrate(empty_database, "upgrade")
+    assert table_names(empty_database.database_url) == expected
+    migrate(empty_database, "downgrade", "base")
+    assert table_names(empty_database.database_url) == {"alembic_version"}
+    migrate(empty_database, "upgrade")
+    assert table_names(empty_database.database_url) == expected
 
 
 def test_migrated_schema_matches_the_models(app: Flask, db_session):
@@ -76,7 +72,15 @@ def test_seeded_groups(db_session):
     rows = db_session.execute(
         text("SELECT name, permissions, restricts_defaults FROM groups ORDER BY name")
     ).all()
-    assert [(r.name, sorted(r.permissions), r.restricts_defaults) for r in rows] == [
+    decoded = [
+        (
+            r.name,
+            sorted(json.loads(r.permissions) if isinstance(r.permissions, str) else r.permissions),
+            bool(r.restricts_defaults),
+        )
+        for r in rows
+    ]
+    assert decoded == [
         ("Administrators", ["admin:*"], False),
         (
             "Purchasers",
@@ -89,14 +93,14 @@ def test_seeded_groups(db_session):
 
 def test_the_plain_insert_of_the_spec_works(db_session):
     execution_id = uuid.uuid4()
-    db_session.execute(PLAIN_INSERT, {"id": execution_id})
+    db_session.execute(PLAIN_INSERT, {"id": str(execution_id)})
     row = db_session.execute(
         text(
             "SELECT total_upfront_cost, estimated_savings, retry_attempt_n, retry_execution_id,"
             " created_at, updated_at, approved_by FROM purchase_executions"
             " WHERE execution_id = :id"
         ),
-        {"id": execution_id},
+        {"id": str(execution_id)},
     ).one()
     assert row.total_upfront_cost == 0
     assert row.estimated_savings == 0
@@ -107,13 +111,14 @@ def test_the_plain_insert_of_the_spec_works(db_session):
 
 def test_only_one_row_may_point_at_a_successor(db_session):
     """The partial unique index that makes concurrent retries create one successor."""
-    successor, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    successor, first, second = (str(uuid.uuid4()) for _ in range(3))
     for execution_id in (successor, first, second):
-        db_session.execute(PLAIN_INSERT, {"id": execution_id})
+        db_session.execute(PLAIN_INSERT, {"id": str(execution_id)})
     link = text("UPDATE purchase_executions SET retry_execution_id = :s WHERE execution_id = :id")
     db_session.execute(link, {"s": successor, "id": first})
-    unique_index = "uq_purchase_executions_retry_execution_id"
-    with pytest.raises(IntegrityError, match=unique_index), db_session.begin_nested():
+    # PostgreSQL names the index; SQLite names the column.
+    unique = "uq_purchase_executions_retry_execution_id|purchase_executions.retry_execution_id"
+    with pytest.raises(IntegrityError, match=unique), db_session.begin_nested():
         db_session.execute(link, {"s": successor, "id": second})
 
 
@@ -124,7 +129,7 @@ def test_emails_are_stored_lower_case(db_session):
                 "INSERT INTO users (id, email, password_hash)"
                 " VALUES (:id, 'Mixed@Example.com', 'x')"
             ),
-            {"id": uuid.uuid4()},
+            {"id": str(uuid.uuid4())},
         )
 
 
@@ -135,7 +140,7 @@ def test_embedded_sqlite_default_migrates_in_wal_mode(tmp_path: Path, settings: 
     engine = build_engine(embedded.database_url)
     try:
         with engine.begin() as conn:
-            conn.execute(PLAIN_INSERT, {"id": uuid.uuid4()})
+            conn.execute(PLAIN_INSERT, {"id": str(uuid.uuid4())})
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10000
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     finally:

@@ -1,4 +1,4 @@
-"""The retry service on real PostgreSQL: the request, the three writes, and their guards."""
+"""The retry service on each database: the request, the three writes, and their guards."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from app.models import (
     PurchaseExecution,
     PurchaseSuppression,
     RetryRequest,
+    User,
 )
-from app.services import retry
+from app.services import audit, retry, successors
 from app.services.identity import principal_for
 from tests.factories import make_account, make_execution, make_plan, make_user, recommendation
 
@@ -181,10 +182,8 @@ def test_refusals_in_the_web_layer_are_audited_and_record_no_request(app, commit
         alice = make_user(session)
         other = make_user(session)
         row = failed_purchase(session, other)
-    with pytest.raises(DomainError) as refused, unit_of_work() as session:
-        retry.request_retry(
-            session, principal_for(alice), row.execution_id, force=False, policy=POLICY
-        )
+    with pytest.raises(DomainError) as refused:
+        retry.ask_for_retry(principal_for(alice), row.execution_id, force=False)
     assert refused.value.status == 403
     with unit_of_work() as session:
         assert count(session, RetryRequest) == 0
@@ -192,6 +191,27 @@ def test_refusals_in_the_web_layer_are_audited_and_record_no_request(app, commit
         assert event.execution_id == row.execution_id
         assert event.actor_user_id == alice.id
         assert event.details["status"] == 403
+
+
+def test_a_service_that_writes_then_refuses_leaves_only_the_refusal_audited(app, committed_db):
+    """The unit of work commits on success only: a refusal rolls back what was written
+    before it, and the refusal's audit event is recorded on purpose, on its own. (Before,
+    a `DomainError` passing through the unit of work committed the half-done work.)"""
+    with unit_of_work() as session:
+        alice = principal_for(make_user(session, "alice@example.com"))
+
+    def half_done_service(session) -> None:
+        make_user(session, "written-before-refusing@example.com")
+        raise DomainError(409, "refused after a write")
+
+    with pytest.raises(DomainError) as refused, unit_of_work() as session:
+        half_done_service(session)
+    audit.record_refusal("test.refused", refused.value, actor=alice, execution_id=None)
+
+    with unit_of_work() as session:
+        assert count(session, User) == 1
+        (event,) = session.scalars(select(AuditEvent))
+        assert (event.action, event.details["status"]) == ("test.refused", 409)
 
 
 def test_an_error_between_the_second_and_third_write_leaves_no_trace(
@@ -207,7 +227,7 @@ def test_an_error_between_the_second_and_third_write_leaves_no_trace(
     def crash(*_args, **_kwargs):
         raise RuntimeError("disk full while writing suppressions")
 
-    monkeypatch.setattr(retry, "insert_suppressions", crash)
+    monkeypatch.setattr(successors, "insert_suppressions", crash)
     with pytest.raises(RuntimeError), unit_of_work() as session:
         settle(session, request)
 

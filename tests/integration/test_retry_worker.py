@@ -15,12 +15,18 @@ from sqlalchemy import func, select
 
 from app.db import unit_of_work
 from app.domain.statuses import Status
-from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression, RetryRequest
-from app.services import retry
+from app.models import (
+    ApprovalToken,
+    AuditEvent,
+    PurchaseExecution,
+    PurchaseSuppression,
+    RetryRequest,
+)
+from app.services import notifications, retry, successors
 from app.services.identity import principal_for
-from tests.commands import start_worker, stop_worker, wait_until
-from tests.conftest import ScriptedSmtp, free_port
 from tests.factories import make_account, make_execution, make_user, recommendation
+from tests.support.commands import start_worker, stop_worker, wait_until
+from tests.support.smtp import ScriptedSmtp, free_port
 
 pytestmark = pytest.mark.worker
 
@@ -122,16 +128,26 @@ def test_retry_through_the_worker_sends_one_approval_email(committed_db, celery_
     assert sum(line.startswith("- aws ec2") for line in text.splitlines()) == 3
     assert html.count("<tr><td>aws ec2") == 3
 
-    approve = next(line for line in text.splitlines() if line.startswith("Approve: "))
-    url = urlsplit(approve.removeprefix("Approve: "))
-    assert url.path == f"/purchases/approve/{successor.execution_id}"
-    (token,) = parse_qs(url.query)["token"]
-    assert f"/purchases/cancel/{successor.execution_id}?token={token}" in text
-    assert f'href="http://127.0.0.1:5000/purchases/approve/{successor.execution_id}' in html
-    assert successor.approval_token_hash == hashlib.sha256(token.encode()).hexdigest()
-    assert token not in successor.approval_token_hash
+    links = {}
+    for action in ("approve", "cancel"):
+        line = next(line for line in text.splitlines() if line.startswith(f"{action.title()}:"))
+        url = urlsplit(line.split(":", 1)[1].strip())
+        assert url.path == f"/purchases/{action}/{successor.execution_id}"
+        (links[action],) = parse_qs(url.query)["token"]
+        assert f'href="http://127.0.0.1:5000/purchases/{action}/{successor.execution_id}' in html
+    assert links["approve"] != links["cancel"]  # a token opens one action
+    assert successor.approval_token_hash == hashlib.sha256(links["approve"].encode()).hexdigest()
+    with unit_of_work() as session:
+        stored = {token.action: token for token in session.scalars(select(ApprovalToken))}
+        for action, token in links.items():
+            assert stored[action].token_hash == hashlib.sha256(token.encode()).hexdigest()
+            assert token not in stored[action].token_hash
+            assert notifications.token_opens(
+                session, successor.execution_id, action, token, now=successor.notification_sent_at
+            )
+    # The links expire 168 hours after they were made, just before the message was sent.
     ttl = successor.approval_token_expires_at - successor.notification_sent_at
-    assert ttl == timedelta(hours=168)
+    assert timedelta(hours=168) - timedelta(seconds=5) < ttl <= timedelta(hours=168)
 
 
 def test_the_same_task_delivered_twice_creates_one_successor_and_one_email(
@@ -243,7 +259,7 @@ def test_an_unexpected_error_marks_the_request_failed_with_the_reason(
     def crash(*_args, **_kwargs):
         raise RuntimeError("suppression table is gone")
 
-    monkeypatch.setattr(retry, "insert_suppressions", crash)
+    monkeypatch.setattr(successors, "insert_suppressions", crash)
     with unit_of_work() as session:
         alice = make_user(session)
         predecessor = failed_row(session, alice)

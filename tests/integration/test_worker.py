@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from app.db import unit_of_work, utcnow
+from app.db import fresh_read, unit_of_work, utcnow
 from app.domain.retry import RetryPolicy
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression, RetryRequest
@@ -18,18 +18,18 @@ from tasks.maintenance import (
     UNSENT_EMAIL_AFTER,
     expire_pending_executions,
     reap_stuck_executions,
+    requeue_lost_approval_emails,
     requeue_stalled_retry_requests,
-    requeue_unsent_approval_emails,
 )
-from tests.commands import wait_until
 from tests.factories import make_execution, make_user
+from tests.support.commands import wait_until
 
 pytestmark = pytest.mark.worker
 
 
-def status_of(session, execution_id) -> str:
-    session.expire_all()
-    return session.get(PurchaseExecution, execution_id).status
+def status_of(_session, execution_id) -> str:
+    with fresh_read() as session:
+        return session.get(PurchaseExecution, execution_id, populate_existing=True).status
 
 
 def test_tasks_have_stable_readable_names_and_queues(app):
@@ -75,8 +75,9 @@ def test_the_worker_expires_old_pending_rows(committed_db, celery_worker, settin
 
     assert expired == [str(ids[0])]
     assert [status_of(committed_db, i) for i in ids] == ["expired", "pending", "failed"]
-    assert committed_db.scalars(select(PurchaseSuppression)).all() == []
-    event = committed_db.scalars(select(AuditEvent)).one()
+    with fresh_read() as session:
+        assert session.scalars(select(PurchaseSuppression)).all() == []
+        event = session.scalars(select(AuditEvent)).one()
     assert (event.action, event.execution_id, event.actor_email) == (
         "execution.expired",
         ids[0],
@@ -97,9 +98,10 @@ def test_the_worker_reaps_stuck_in_flight_rows(committed_db, celery_worker, sett
 
     assert sorted(reaped) == sorted(str(i) for i in ids[:2])
     assert [status_of(committed_db, i) for i in ids] == ["failed", "failed", "running", "pending"]
-    row = committed_db.get(PurchaseExecution, ids[0])
-    assert row.error.startswith("reaped: no progress for more than")
-    actions = sorted(e.action for e in committed_db.scalars(select(AuditEvent)))
+    with fresh_read() as session:
+        row = session.get(PurchaseExecution, ids[0], populate_existing=True)
+        assert row.error.startswith("reaped: no progress for more than")
+        actions = sorted(e.action for e in session.scalars(select(AuditEvent)))
     assert actions == ["execution.reaped", "execution.reaped"]
 
 
@@ -118,13 +120,14 @@ def test_beat_requeues_approval_emails_that_were_never_sent(committed_db, celery
         )
         failed = make_execution(session, Status.FAILED, created_by=owner, created_at=long_ago)
 
-    requeued = requeue_unsent_approval_emails.delay().get(timeout=30)
+    requeued = requeue_lost_approval_emails.delay().get(timeout=30)
 
     assert requeued == [str(lost.execution_id)]
     wait_until(lambda: mailbox.messages, what="the requeued approval email")
     assert mailbox.messages[0].rcpt_tos == [owner.email]
     assert status_of(committed_db, lost.execution_id) == "pending"
-    assert committed_db.get(PurchaseExecution, lost.execution_id).notification_sent_at
+    with fresh_read() as session:
+        assert session.get(PurchaseExecution, lost.execution_id).notification_sent_at
     for untouched in (fresh, sent, failed):
         assert str(untouched.execution_id) not in requeued
 
@@ -144,9 +147,10 @@ def test_beat_requeues_retry_requests_whose_task_was_lost(app, committed_db, cel
     requeued = requeue_stalled_retry_requests.delay().get(timeout=30)
 
     assert requeued == [str(lost.id)]
-    settled = wait_until(
-        lambda: committed_db.get(RetryRequest, lost.id, populate_existing=True).state != "queued",
-        what="the requeued request to settle",
-    )
-    assert settled
-    assert committed_db.get(RetryRequest, lost.id).state == "succeeded"
+
+    def state() -> str:
+        with fresh_read() as session:
+            return session.get(RetryRequest, lost.id, populate_existing=True).state
+
+    wait_until(lambda: state() != "queued", what="the requeued request to settle")
+    assert state() == "succeeded"

@@ -11,6 +11,7 @@ import pytest
 
 from app.domain.rbac import ADMIN, DEFAULT_PERMISSIONS, Principal
 from app.domain.retry import (
+    MALFORMED_HINT,
     OPS_HINTS,
     RetryPolicy,
     fresh_recommendations,
@@ -33,9 +34,8 @@ class Row:
     retry_execution_id: uuid.UUID | None = None
     retry_attempt_n: int = 0
     error: str | None = "InsufficientCapacity: try later"
-    recommendations: list[dict[str, Any]] = field(
-        default_factory=lambda: [{"provider": "aws", "count": 1}]
-    )
+    recommendations: Any = field(default_factory=lambda: [{"provider": "aws", "count": 1}])
+    account_provider: str | None = "aws"
 
 
 def user(*extra: str, defaults: bool = True) -> Principal:
@@ -108,6 +108,47 @@ def test_redrive_unsafe_provider_is_refused_even_with_force():
         assert result.details["redrive_unsafe"] is True
         assert "azure" in result.details["ops_hint"]
         assert "failure_reason" not in result.details  # redrive comes before hints
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        # The account's provider counts, not just the items'.
+        Row(account_provider="azure", recommendations=[{"provider": "aws"}]),
+        # Providers are compared as the rules spell them: stripped, lower case.
+        Row(account_provider=None, recommendations=[{"provider": "  AZURE "}]),
+        # A row whose items cannot be read is still judged by its account.
+        Row(account_provider="azure", recommendations={"provider": "aws"}),
+    ],
+)
+def test_redrive_safety_asks_the_account_and_every_item_normalized(row):
+    policy = RetryPolicy(threshold=5, redrive_unsafe_providers=frozenset({"azure"}))
+    result = refusal(row, force=True, policy=policy)
+    assert result.status == 409 and result.details["redrive_unsafe"] is True
+    assert persistent_hint(row, policy) == result.details["ops_hint"]
+
+
+@pytest.mark.parametrize(
+    ("recommendations", "reason"),
+    [
+        ([1], "item 0 is int, not an object"),
+        ({}, "expected a JSON list of objects, got dict"),
+        ([{"provider": "aws"}, "x"], "item 1 is str, not an object"),
+        (None, "expected a JSON list of objects, got null"),
+    ],
+)
+def test_malformed_recommendations_are_refused_with_the_reason(recommendations, reason):
+    row = Row(recommendations=recommendations, retry_attempt_n=9)
+    result = refusal(row, force=True)
+    assert result.status == 409
+    assert result.details["ops_hint"] == MALFORMED_HINT
+    assert result.details["failure_reason"].endswith(reason)
+    assert persistent_hint(row, POLICY) == MALFORMED_HINT
+    assert suppression_counts(recommendations) == {}
+    # Authorization still comes first: nothing about the row to someone else.
+    assert (
+        refusal(Row(recommendations=recommendations, created_by_user_id=SOMEONE_ELSE)).details == {}
+    )
 
 
 @pytest.mark.parametrize(("substring", "hint"), OPS_HINTS)

@@ -1,0 +1,54 @@
+"""The Celery app, made in the app factory as Flask's `examples/celery` does it, and the
+one way the product hands work to it.
+
+`celery_init_app` builds a Celery app whose tasks run inside this Flask app's context
+(`FlaskTask`), configured from `celeryconfig` (Celery settings only) and pointed at
+the Redis of the app's validated `Settings`. The tasks themselves live in `tasks/`
+(`shared_task`s, bound to whichever app is current); nothing here imports them: the
+web app queues work by task name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from celery import Celery, Task
+from flask import Flask, current_app
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object("celeryconfig")
+    celery_app.conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url)
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def enqueue(task_name: str, args: Sequence[str], *, task_id: str | None = None) -> bool:
+    """Queue `task_name(*args)` (ids only) after the caller's transaction has committed.
+
+    The committed row is the record of the work. If the broker cannot be reached, this
+    logs and returns False instead of failing the caller: beat finds the row and queues
+    it once the broker is back.
+    """
+    try:
+        current_app.extensions["celery"].send_task(
+            task_name, args=list(args), task_id=task_id, ignore_result=True
+        )
+    except (KombuOperationalError, RedisError) as exc:
+        log.warning("%s%s not queued yet (%s); beat will queue it", task_name, tuple(args), exc)
+        return False
+    return True

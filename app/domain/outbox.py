@@ -1,0 +1,45 @@
+"""Emails the product owes (SPEC section 4): each is settled once, sent or failed.
+
+Pure rules for the outbox in `app.services.notifications`: a notification is claimed by
+one task at a time, retried with backoff after a transient failure, and handed to
+another task only when its claim is stale (the worker died mid-send) or its task was
+lost (still queued well after it was due).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+
+class NotificationKind(StrEnum):
+    APPROVAL = "approval"
+
+
+class NotificationState(StrEnum):
+    QUEUED = "queued"  # waiting for a task (from `due_at` on)
+    SENDING = "sending"  # claimed by a task, which is talking to the SMTP server
+    SENT = "sent"
+    FAILED = "failed"  # will not be sent; the execution says why
+    SKIPPED = "skipped"  # no longer needed: the execution left `pending` first
+
+
+SETTLED = frozenset({NotificationState.SENT, NotificationState.FAILED, NotificationState.SKIPPED})
+
+# A claim this old belongs to a worker that died mid-send (SMTP gives up after 30 s):
+# another task may take the notification over, and sends it again (at least once).
+SENDING_STALE_AFTER = timedelta(minutes=5)
+# A queued notification this long past due lost its task: beat queues another.
+LOST_AFTER = timedelta(minutes=2)
+
+MAX_WAIT_SECONDS = 600.0
+
+
+def backoff_seconds(retries: int, *, base: float = 1.0, cap: float = MAX_WAIT_SECONDS) -> float:
+    """base, 2*base, 4*base ... capped: the wait before retry number `retries + 1`."""
+    return min(cap, base * 2**retries)
+
+
+def gives_up(attempts: int, max_retries: int) -> bool:
+    """After a transient failure: was that the last of `1 + max_retries` attempts?"""
+    return attempts > max_retries
