@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -87,3 +88,32 @@ def make_plan(session: Session) -> PurchasePlan:
     session.add(plan)
     session.flush()
     return plan
+
+
+def insert_plainly(
+    session: Session,
+    *,
+    status: str = "failed",
+    recommendations: str = "[]",
+    error: str | None = "boom",
+    created_by: User | None = None,
+    execution_id: str | None = None,
+) -> str:
+    """A row written by the SPEC's plain INSERT, as an operator or outside tool types it:
+    the id as dashed text, every other column left to its server default. Its id."""
+    execution_id = execution_id or str(uuid.uuid4())
+    session.execute(
+        text(
+            "INSERT INTO purchase_executions (execution_id, status, recommendations, error,"
+            " created_by_user_id, retry_attempt_n, cloud_account_id, plan_id, step_number)"
+            " VALUES (:id, :status, :recommendations, :error, :creator, 0, NULL, NULL, 1)"
+        ),
+        {
+            "id": execution_id,
+            "status": status,
+            "recommendations": recommendations,
+            "error": error,
+            "creator": str(created_by.id) if created_by else None,
+        },
+    )
+    return execution_id

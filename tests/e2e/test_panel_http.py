@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 
 from app.domain.statuses import Status
 from app.services.identity import create_group
 from tests.e2e.helpers import csrf_from, page_login
-from tests.factories import PASSWORD, make_execution, make_user
+from tests.factories import PASSWORD, insert_plainly, make_execution, make_user
 
 
 def test_the_panel_sends_anonymous_users_to_login_and_back(client, db_session):
@@ -21,7 +24,8 @@ def test_the_panel_sends_anonymous_users_to_login_and_back(client, db_session):
 
 
 @pytest.mark.parametrize(
-    "next_url", ["https://evil.example.com/", "//evil.example.com/", "/\\evil.example.com"]
+    "next_url",
+    ["https://evil.example.com/", "//evil.example.com/", "/\\evil.example.com", "/a%0D%0Ab"],
 )
 def test_next_never_leaves_the_site(client, db_session, next_url):
     make_user(db_session, "cy@example.com")
@@ -108,3 +112,90 @@ def test_details_never_show_the_approval_token_hash(client, db_session):
     assert str(row.execution_id) in response.text
     assert "f" * 64 not in response.text
     assert "Approval Token" not in response.text
+
+
+def test_details_and_lineage_links_open_for_every_row(client, db_session):
+    """A new user's first click. (Before, on SQLite: 500 for every id, and the lineage
+    links led to the same 500.)"""
+    user = make_user(db_session)
+    first = make_execution(db_session, Status.FAILED, created_by=user, error="capacity")
+    second = make_execution(db_session, Status.PENDING, created_by=user, retry_attempt_n=1)
+    first.retry_execution_id = second.execution_id
+    db_session.flush()
+    page_login(client, user.email, PASSWORD)
+    listing = client.get("/admin/purchases/").text
+    links = re.findall(r'href="([^"]+)"\s+data-retr(?:y-of|ied-by)="', listing)
+    assert len(links) == 2
+    for link in links:
+        response = client.get(html.unescape(link))
+        assert response.status_code == 200, link
+    details = client.get(f"/admin/purchases/details/?id={first.execution_id}")
+    assert details.status_code == 200 and "capacity" in details.text
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("id=zzz", 400),
+        ("id=" + "9" * 500, 400),
+        ("id=%00", 400),
+        ("id=6f1c0a5e-1111-4222-8333-944445555666", 404),
+    ],
+)
+def test_a_bad_or_unknown_id_answers_a_page_not_a_500(client, db_session, query, status):
+    user = make_user(db_session)
+    page_login(client, user.email, PASSWORD)
+    response = client.get(f"/admin/purchases/details/?{query}")
+    assert response.status_code == status
+    assert f'data-error-status="{status}"' in response.text
+
+
+@pytest.mark.parametrize("page", ["-1", "-99999999999999999999", "99999999999999999999"])
+def test_a_page_out_of_range_answers_400(client, db_session, page):
+    user = make_user(db_session)
+    page_login(client, user.email, PASSWORD)
+    response = client.get(f"/admin/purchases/?page={page}")
+    assert response.status_code == 400
+    assert "page must be" in response.text
+
+
+def test_rows_written_by_the_plain_insert_open_everywhere(client, db_session):
+    """The SPEC's plain INSERT with a dashed id. (Before, on SQLite, such a row showed
+    in the list but answered 404 everywhere else.)"""
+    user = make_user(db_session)
+    execution_id = insert_plainly(db_session, created_by=user)
+    page_login(client, user.email, PASSWORD)
+    assert execution_id in client.get("/admin/purchases/").text
+    assert client.get(f"/admin/purchases/details/?id={execution_id}").status_code == 200
+    assert client.get(f"/api/purchases/{execution_id}").json["execution_id"] == execution_id
+
+
+@pytest.mark.parametrize("recommendations", ["[1]", "{}", '"text"', "null"])
+def test_malformed_recommendations_show_as_such(client, db_session, recommendations):
+    """(Before: every history page, panel page and email task that met such a row
+    failed with a 500.)"""
+    user = make_user(db_session)
+    execution_id = insert_plainly(db_session, created_by=user, recommendations=recommendations)
+    page_login(client, user.email, PASSWORD)
+    listing = client.get("/admin/purchases/")
+    assert listing.status_code == 200 and execution_id in listing.text
+    assert 'data-ops-hint="Fix the row&#39;s recommendations' in listing.text
+    assert client.get(f"/admin/purchases/details/?id={execution_id}").status_code == 200
+    item = client.get(f"/api/purchases/{execution_id}").json
+    assert item["recommendations_error"].startswith("malformed recommendations:")
+    (history_item,) = client.get("/api/history").json["items"]
+    assert history_item["recommendations_error"] == item["recommendations_error"]
+
+
+def test_the_retry_forms_next_with_a_line_break_goes_back_to_the_list(client, db_session):
+    """(Before: the retry was queued, then the redirect to `next` failed with a 500.)"""
+    user = make_user(db_session)
+    row = make_execution(db_session, Status.FAILED, created_by=user, error="capacity")
+    page_login(client, user.email, PASSWORD)
+    token = csrf_from(client.get("/admin/purchases/").text)
+    response = client.post(
+        f"/admin/purchases/retry/{row.execution_id}",
+        data={"csrf_token": token, "next": "/a\r\nSet-Cookie: x=y"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/purchases/"

@@ -19,9 +19,16 @@ from sqlalchemy import func, select
 from app.domain.retry import OPS_HINTS
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, RetryRequest
+from app.services.identity import create_group
 from app.services.retry import RETRY_TASK
 from tests.e2e.helpers import sign_in
-from tests.factories import make_execution, make_user, recommendation
+from tests.factories import (
+    insert_plainly,
+    make_account,
+    make_execution,
+    make_user,
+    recommendation,
+)
 
 NOT_FAILED = [status for status in Status if status is not Status.FAILED]
 
@@ -279,6 +286,40 @@ def test_a_redrive_unsafe_provider_is_refused_even_with_force(
     assert body["redrive_unsafe"] is True
     assert "azure" in body["ops_hint"]
     assert "azure" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("account_provider", "items"),
+    [("azure", [item("aws")]), ("aws", [item("  AZURE ")])],
+    ids=["the-accounts-provider", "an-items-provider-spelled-loosely"],
+)
+def test_redrive_safety_asks_the_account_and_every_item(
+    client, db_session, alice, redrive_unsafe_azure, account_provider, items
+):
+    """(Before: only the items' `provider` was read, and as written: " AZURE " passed.)"""
+    account = make_account(db_session, provider=account_provider)
+    row = failed_row(db_session, alice, recommendations=items, cloud_account_id=account.id)
+    response = post_retry(client, sign_in(client, alice), row.execution_id, "?force=true")
+    assert response.status_code == 409
+    assert response.json["redrive_unsafe"] is True and "azure" in response.json["ops_hint"]
+
+
+@pytest.mark.parametrize("recommendations", ["[1]", "{}"])
+def test_malformed_recommendations_are_refused_with_the_reason(
+    client, db_session, alice, recommendations
+):
+    execution_id = insert_plainly(db_session, created_by=alice, recommendations=recommendations)
+    response = post_retry(client, sign_in(client, alice), execution_id)
+    body = assert_refused_and_nothing_written(
+        db_session,
+        response,
+        409,
+        actor=alice,
+        execution_id=uuid.UUID(execution_id),
+        executions_before=1,
+    )
+    assert body["failure_reason"].startswith("malformed recommendations:")
+    assert body["ops_hint"] == "Fix the row's recommendations (a JSON list of objects), then retry"
 
 
 def test_a_provider_is_redrive_safe_unless_configured_otherwise(client, db_session, alice):
@@ -582,6 +623,23 @@ def test_a_malformed_or_unknown_request_id(client, alice, raw_id, status):
     assert response.status_code == status
     assert set(response.json) == {"error"}
     assert len(response.json["error"]) < 200
+
+
+def test_a_requester_who_lost_view_may_no_longer_read_their_request(client, db_session, alice):
+    """(Before: the requester kept reading the row's error and lineage.)"""
+    request_id, row = queue_retry(client, db_session, alice, error="secret-ish error")
+    assert client.get(f"/api/purchases/retry-requests/{request_id}").status_code == 200
+    alice.groups = [
+        create_group(
+            db_session, "Approvers only", ["approve-own:purchases"], restricts_defaults=True
+        )
+    ]
+    db_session.flush()
+    response = client.get(f"/api/purchases/retry-requests/{request_id}")
+    assert response.status_code == 403
+    assert set(response.json) == {"error"} and "view:purchases" in response.json["error"]
+    assert "secret-ish" not in response.get_data(as_text=True)
+    assert str(row.execution_id) not in response.get_data(as_text=True)
 
 
 def test_reading_a_request_needs_a_session(app, client, db_session, alice):

@@ -24,6 +24,7 @@ from app.models import (
 )
 from app.services import notifications, retry, successors
 from app.services.identity import principal_for
+from tasks.notifications import SEND_APPROVAL_EMAIL
 from tests.factories import make_account, make_execution, make_user, recommendation
 from tests.support.commands import start_worker, stop_worker, wait_until
 from tests.support.smtp import ScriptedSmtp, free_port
@@ -314,4 +315,28 @@ def test_thirty_concurrent_retries_through_two_worker_processes(
             assert loser.details == {"retry_execution_id": str(winner.successor_execution_id)}
     with unit_of_work() as session:
         assert session.scalar(select(func.count()).select_from(PurchaseExecution)) == 2
+    assert len(mailbox.messages) == 1
+
+
+def test_two_deliveries_of_the_email_task_at_once_send_one_email(
+    app, committed_db, celery_worker, mailbox
+):
+    """Two workers pick up the same approval email together. (Before, on SQLite, both
+    passed the `notification_sent_at` check and both sent; only the last copy's links
+    worked.)"""
+    with unit_of_work() as session:
+        alice = make_user(session)
+        account = make_account(session)
+        row = make_execution(
+            session,
+            Status.PENDING,
+            created_by=alice,
+            cloud_account_id=account.id,
+            recommendations=[recommendation()],
+        )
+        notifications.owe_approval_email(session, row.execution_id)
+    for _ in range(2):
+        app.extensions["celery"].send_task(SEND_APPROVAL_EMAIL, args=[str(row.execution_id)])
+    email_settled(row.execution_id)
+    time.sleep(1)  # give the second delivery every chance to do harm
     assert len(mailbox.messages) == 1

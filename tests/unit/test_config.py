@@ -79,3 +79,12 @@ def test_an_unusable_value_names_its_variable(name, value):
 def test_password_without_username_is_refused():
     with pytest.raises(ConfigError, match="SMTP_USERNAME"):
         Settings.from_env({"SMTP_PASSWORD": "x"})
+
+
+def test_https_without_a_secret_key_refuses_to_start():
+    """Over https every process must sign sessions with one key; a per-machine file is
+    not that."""
+    with pytest.raises(ConfigError, match="SECRET_KEY must be set when APP_BASE_URL is https"):
+        Settings.from_env({"APP_BASE_URL": "https://finops.example.com"})
+    settings = Settings.from_env({"APP_BASE_URL": "https://finops.example.com", "SECRET_KEY": "k"})
+    assert settings.secret_key == "k"
