@@ -18,14 +18,8 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from email.header import Header
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import make_msgid
-from typing import Any
 
-from flask import render_template
 from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -49,7 +43,7 @@ from app.models import (
     PurchaseExecution,
     User,
 )
-from app.services import audit, transitions
+from app.services import approval_email, audit, transitions
 
 FROM_EMAIL_MISSING = "FROM_EMAIL not configured for this deployment"
 NO_RECIPIENT = (
@@ -57,12 +51,6 @@ NO_RECIPIENT = (
     "and the execution no creator"
 )
 APPROVAL = NotificationKind.APPROVAL.value
-
-
-@dataclass(frozen=True)
-class Links:
-    approve: str
-    cancel: str
 
 
 @dataclass(frozen=True)
@@ -203,12 +191,12 @@ def claim_approval_email(
             ),
         ]
     )
-    message = render_approval_email(
+    message = approval_email.render(
         execution,
         account,
         settings=settings,
         recipient=recipient,
-        links=links_for(execution, approve, cancel, settings),
+        links=approval_email.links_for(execution, approve, cancel, settings),
     )
     return OutgoingEmail(
         notification_id=notification.id,
@@ -310,16 +298,6 @@ def _settle(
     notification.updated_at = now
 
 
-def links_for(
-    execution: PurchaseExecution, approve_token: str, cancel_token: str, settings: Settings
-) -> Links:
-    base = f"{settings.app_base_url}/purchases"
-    return Links(
-        approve=f"{base}/approve/{execution.execution_id}?token={approve_token}",
-        cancel=f"{base}/cancel/{execution.execution_id}?token={cancel_token}",
-    )
-
-
 def token_opens(
     session: Session, execution_id: uuid.UUID, action: str, token: str, *, now: datetime
 ) -> bool:
@@ -338,43 +316,6 @@ def token_opens(
     )
 
 
-def render_approval_email(
-    execution: PurchaseExecution,
-    account: CloudAccount | None,
-    *,
-    settings: Settings,
-    recipient: str,
-    links: Links,
-) -> MIMEMultipart:
-    """The message: a text and an HTML part with the totals, one line per
-    recommendation, and the approve and cancel links."""
-    context = {
-        "execution": execution,
-        "account": account,
-        "lines": [_line(item) for item in execution.recommendations],
-        "upfront": _money(execution.total_upfront_cost),
-        "savings": _money(execution.estimated_savings),
-        "links": links,
-        "ttl_hours": settings.approval_token_ttl_hours,
-    }
-    # email.mime with the compat32 policy: EmailMessage's default policy parses and
-    # refolds every header, which cost more CPU than the rest of the task.
-    message = MIMEMultipart("alternative")
-    count = len(execution.recommendations)
-    subject = (
-        f"Approval needed: {count} commitment purchase{'s' if count != 1 else ''}, "
-        f"{context['upfront']} upfront"
-    )
-    message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")
-    message["From"] = settings.from_email
-    message["To"] = recipient
-    domain = (settings.from_email or "").rpartition("@")[2] or None
-    message["Message-ID"] = make_msgid(domain=domain)
-    message.attach(MIMEText(render_template("email/approval.txt", **context), "plain", "utf-8"))
-    message.attach(MIMEText(render_template("email/approval.html", **context), "html", "utf-8"))
-    return message
-
-
 def _recipient(
     session: Session, execution: PurchaseExecution, account: CloudAccount | None
 ) -> str | None:
@@ -385,24 +326,3 @@ def _recipient(
         if creator is not None:
             return creator.email
     return None
-
-
-def _line(item: dict[str, Any]) -> dict[str, str]:
-    engine = f" ({item['engine']})" if item.get("engine") else ""
-    return {
-        "what": f"{item.get('provider', '?')} {item.get('service', '?')} "
-        f"{item.get('resource_type', '?')}{engine}",
-        "where": f"{item.get('region', '?')}, account {item.get('account_id', '?')}",
-        "count": str(item.get("count", "?")),
-        "term": f"{item.get('term_years', '?')}y {item.get('payment_option', '')}".strip(),
-        "upfront": _money(item.get("upfront_cost")),
-        "monthly_savings": _money(item.get("monthly_savings")),
-        "selected": "yes" if item.get("selected", True) else "no",
-    }
-
-
-def _money(value: Any) -> str:
-    try:
-        return f"${Decimal(str(value)):,.2f}"
-    except (ArithmeticError, ValueError):
-        return "$?"

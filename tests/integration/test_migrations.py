@@ -149,3 +149,70 @@ def test_embedded_sqlite_default_migrates_in_wal_mode(tmp_path: Path, settings: 
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT count(*) FROM groups").fetchone()[0] == 3
+
+
+@pytest.mark.backends("sqlite")
+def test_an_existing_sqlite_database_is_migrated_to_canonical_text(empty_database: Settings):
+    """A database written by the previous release (32-hex ids, CURRENT_TIMESTAMP text)
+    comes out with dashed ids and one timestamp format, every row kept and linked; and
+    goes back again on downgrade."""
+    migrate(empty_database, "upgrade", "0002")
+    path = empty_database.database_url.removeprefix("sqlite:///")
+    first, second = uuid.uuid4(), uuid.uuid4()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA foreign_keys=ON")
+        for row_id, successor in ((second, None), (first, second)):
+            conn.execute(
+                "INSERT INTO purchase_executions (execution_id, status, recommendations,"
+                " retry_execution_id) VALUES (?, 'failed', '[]', ?)",
+                (row_id.hex, successor.hex if successor else None),
+            )
+    migrate(empty_database, "upgrade")
+    with sqlite3.connect(path) as conn:
+        rows = dict(
+            conn.execute("SELECT execution_id, retry_execution_id FROM purchase_executions")
+        )
+        stamps = [r[0] for r in conn.execute("SELECT created_at FROM purchase_executions")]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert rows == {str(first): str(second), str(second): None}
+    assert all(len(stamp) == 26 and stamp[19] == "." for stamp in stamps), stamps
+
+    migrate(empty_database, "downgrade", "0002")
+    with sqlite3.connect(path) as conn:
+        ids = {r[0] for r in conn.execute("SELECT execution_id FROM purchase_executions")}
+    assert ids == {first.hex, second.hex}
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_refuses_what_postgresqls_types_refuse(db_session):
+    for bad_id in ("not-a-uuid", "6F1C0A5E-1111-4222-8333-944445555666"):
+        with (
+            pytest.raises(IntegrityError, match="execution_id_canonical"),
+            db_session.begin_nested(),
+        ):
+            db_session.execute(PLAIN_INSERT, {"id": bad_id})
+    with pytest.raises(IntegrityError, match="recommendations_json"), db_session.begin_nested():
+        db_session.execute(
+            text(
+                "INSERT INTO purchase_executions (execution_id, status, recommendations)"
+                " VALUES (:id, 'failed', 'not json')"
+            ),
+            {"id": str(uuid.uuid4())},
+        )
+
+
+@pytest.mark.backends("sqlite")
+def test_a_timestamp_written_in_another_format_is_stored_canonically(db_session):
+    execution_id = str(uuid.uuid4())
+    db_session.execute(
+        text(
+            "INSERT INTO purchase_executions (execution_id, status, created_at)"
+            " VALUES (:id, 'failed', '2026-11-27T10:00:00+02:00')"
+        ),
+        {"id": execution_id},
+    )
+    stored = db_session.execute(
+        text("SELECT created_at FROM purchase_executions WHERE execution_id = :id"),
+        {"id": execution_id},
+    ).scalar_one()
+    assert stored == "2026-11-27 08:00:00.000000"

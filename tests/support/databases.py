@@ -49,12 +49,7 @@ def create_database(backend: str, prefix: str, directory: Path) -> str:
         return f"sqlite:///{directory / (name + '.db')}"
     if backend != "postgresql":
         raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
+    _as_admin(f'CREATE DATABASE "{name}"')
     return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
@@ -64,10 +59,15 @@ def drop_database(url: str) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{parsed.database}{suffix}").unlink(missing_ok=True)
         return
+    _as_admin(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+
+
+def _as_admin(statement: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE) on the server."""
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+            conn.execute(text(statement))
     finally:
         admin.dispose()
 

@@ -1,6 +1,6 @@
 import pytest
 
-from app.domain.statuses import TERMINAL, Status, can_transition
+from app.domain.statuses import TERMINAL, Status, can_transition, releases_suppressions
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,18 @@ def test_failed_is_terminal_history():
         Status.CANCELLED,
         Status.EXPIRED,
     }
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "releases"),
+    [
+        ("pending", "cancelled", True),
+        ("pending", "expired", True),
+        ("pending", "failed", True),  # the approval email could not be sent
+        ("pending", "approved", False),  # in flight: the suppressions hold
+        ("running", "failed", False),  # reaped: a worker may still be buying
+        ("approved", "failed", False),
+    ],
+)
+def test_a_row_leaving_pending_unapproved_releases_its_suppressions(current, target, releases):
+    assert releases_suppressions(current, target) is releases

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from app.domain.rbac import ADMIN, DEFAULT_PERMISSIONS, Principal
+from app.domain.rbac import ADMIN, Principal
 from app.domain.retry import (
     MALFORMED_HINT,
     OPS_HINTS,
@@ -19,28 +16,7 @@ from app.domain.retry import (
     retry_refusal,
     suppression_counts,
 )
-from app.domain.row_actions import action_cell
-
-ME = uuid.uuid4()
-SOMEONE_ELSE = uuid.uuid4()
-SUCCESSOR = uuid.uuid4()
-POLICY = RetryPolicy(threshold=5)
-
-
-@dataclass
-class Row:
-    status: str = "failed"
-    created_by_user_id: uuid.UUID | None = ME
-    retry_execution_id: uuid.UUID | None = None
-    retry_attempt_n: int = 0
-    error: str | None = "InsufficientCapacity: try later"
-    recommendations: Any = field(default_factory=lambda: [{"provider": "aws", "count": 1}])
-    account_provider: str | None = "aws"
-
-
-def user(*extra: str, defaults: bool = True) -> Principal:
-    permissions = (DEFAULT_PERMISSIONS if defaults else frozenset()) | set(extra)
-    return Principal(user_id=ME, email="me@example.com", permissions=frozenset(permissions))
+from tests.unit.domain.fakes import ME, POLICY, SOMEONE_ELSE, SUCCESSOR, Row, user
 
 
 def refusal(row: Row, principal: Principal | None = None, *, force: bool = False, policy=POLICY):
@@ -232,34 +208,3 @@ def test_the_hint_shows_on_failed_rows_only():
     assert persistent_hint(Row(error="IAM denied"), POLICY) == OPS_HINTS[3][1]
     assert persistent_hint(Row(status="completed", error="IAM denied"), POLICY) is None
     assert persistent_hint(Row(), POLICY) is None
-
-
-class TestActionCell:
-    def test_retry_button_on_a_retryable_row(self):
-        cell = action_cell(user(), Row(retry_attempt_n=2), POLICY)
-        assert [button.action for button in cell.buttons] == ["retry"]
-        assert cell.attempt == 2 and cell.ops_hint is None
-
-    def test_hint_badge_instead_of_retry_for_everyone(self):
-        for principal in (user(), user("view:purchases", defaults=False)):
-            cell = action_cell(principal, Row(error="ses SANDBOX: recipient"), POLICY)
-            assert cell.buttons == ()
-            assert cell.ops_hint == OPS_HINTS[1][1]
-
-    def test_override_button_at_the_threshold(self):
-        cell = action_cell(user(), Row(retry_attempt_n=5), POLICY)
-        (button,) = cell.buttons
-        assert button.action == "force-retry" and button.force
-        assert button.label == "Retried 5× — override"  # noqa: RUF001  (the SPEC's label)
-        assert "threshold 5" in button.confirm
-
-    def test_no_button_for_a_user_who_may_not_retry(self):
-        cell = action_cell(user(), Row(created_by_user_id=SOMEONE_ELSE, retry_attempt_n=5), POLICY)
-        assert cell.buttons == ()
-
-    def test_lineage_and_queued_request(self):
-        predecessor, request = uuid.uuid4(), uuid.uuid4()
-        cell = action_cell(user(), Row(retry_execution_id=SUCCESSOR), POLICY, retry_of=predecessor)
-        assert (cell.retry_of, cell.retried_by, cell.buttons) == (predecessor, SUCCESSOR, ())
-        queued = action_cell(user(), Row(), POLICY, queued_request_id=request)
-        assert queued.queued_request_id == request and queued.buttons == ()

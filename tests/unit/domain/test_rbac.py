@@ -14,6 +14,7 @@ from app.domain.rbac import (
     Principal,
     authorize,
     effective_permissions,
+    refusal,
     validate_permission,
 )
 
@@ -156,3 +157,13 @@ def test_valid_permissions(raw, canonical):
 def test_invalid_permissions(raw):
     with pytest.raises(InvalidPermission):
         validate_permission(raw)
+
+
+def test_a_refusal_names_what_is_missing_and_nothing_about_the_row():
+    viewer = Principal(uuid.uuid4(), "v@example.com", frozenset({"view:purchases"}))
+    denied = refusal(viewer, Action.RETRY, uuid.uuid4())
+    assert denied.status == 403 and denied.details == {}
+    assert "retry-any:purchases" in denied.message
+    assert refusal(viewer, Action.VIEW) is None
+    nobody = Principal(uuid.uuid4(), "n@example.com", frozenset())
+    assert "view:purchases" in refusal(nobody, Action.VIEW).message

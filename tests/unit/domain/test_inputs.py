@@ -1,0 +1,35 @@
+import uuid
+
+import pytest
+
+from app.domain.errors import DomainError
+from app.domain.inputs import is_text, parse_bool, parse_uuid
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [(None, False), ("", False), (" TRUE ", True), ("yes", True), ("1", True), ("off", False)],
+)
+def test_booleans_in_their_usual_spellings(raw, value):
+    assert parse_bool(raw) is value
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "truthy", "ja"])
+def test_anything_else_is_for_the_caller_to_refuse(raw):
+    assert parse_bool(raw) is None
+
+
+def test_uuids_in_any_spelling_and_refusals_that_never_echo_huge_input():
+    value = uuid.uuid4()
+    assert parse_uuid(f"  {str(value).upper()} ") == value
+    with pytest.raises(DomainError) as refused:
+        parse_uuid("x" * 10_000, "retry request id")
+    assert refused.value.status == 400
+    assert refused.value.message.startswith("malformed retry request id")
+    assert len(refused.value.message) < 120
+
+
+def test_text_with_a_lone_surrogate_is_not_text():
+    assert is_text("ok ✓")
+    assert not is_text("\ud800@x")
+    assert not is_text(b"bytes")
