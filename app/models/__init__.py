@@ -3,7 +3,7 @@
 from app.models.accounts import CloudAccount, PurchasePlan
 from app.models.audit import AuditEvent
 from app.models.executions import PurchaseExecution, PurchaseSuppression
-from app.models.identity import Group, LoginAttempts, User, normalize_email, user_groups
+from app.models.identity import Group, LoginAttempts, User, normalize_email
 from app.models.notifications import ApprovalToken, Notification
 from app.models.retry_requests import RetryRequest
 
@@ -20,5 +20,4 @@ __all__ = [
     "RetryRequest",
     "User",
     "normalize_email",
-    "user_groups",
 ]
