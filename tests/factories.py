@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.domain.statuses import Status
-from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
+from app.models import CloudAccount, PurchaseExecution, PurchasePlan, PurchaseSuppression, User
 from app.services.identity import create_user
 
 PASSWORD = "correct horse battery"
@@ -117,3 +117,20 @@ def insert_plainly(
         },
     )
     return execution_id
+
+
+def make_suppression(session: Session, execution: PurchaseExecution) -> PurchaseSuppression:
+    """One suppression of `execution`, in force for the grace period."""
+    suppression = PurchaseSuppression(
+        execution_id=execution.execution_id,
+        account_id="123456789012",
+        provider="aws",
+        service="ec2",
+        region="us-east-1",
+        resource_type="m5.large",
+        suppressed_count=2,
+        expires_at=utcnow() + timedelta(days=7),
+    )
+    session.add(suppression)
+    session.flush()
+    return suppression

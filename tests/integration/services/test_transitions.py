@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -12,24 +11,12 @@ from app.db import fresh_read, unit_of_work, utcnow
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression
 from app.services import transitions
-from tests.factories import make_execution
+from tests.factories import make_execution, make_suppression
 
 
 def with_suppression(session, status: Status) -> PurchaseExecution:
     row = make_execution(session, status)
-    session.add(
-        PurchaseSuppression(
-            execution_id=row.execution_id,
-            account_id="1",
-            provider="aws",
-            service="ec2",
-            region="us-east-1",
-            resource_type="m5.large",
-            suppressed_count=1,
-            expires_at=utcnow() + timedelta(days=7),
-        )
-    )
-    session.flush()
+    make_suppression(session, row)
     return row
 
 

@@ -21,7 +21,7 @@ from tasks.maintenance import (
     requeue_lost_approval_emails,
     requeue_stalled_retry_requests,
 )
-from tests.factories import make_execution, make_user
+from tests.factories import make_execution, make_suppression, make_user
 from tests.support.commands import wait_until
 
 pytestmark = pytest.mark.worker
@@ -57,18 +57,7 @@ def test_the_worker_expires_old_pending_rows(committed_db, celery_worker, settin
         old = make_execution(session, Status.PENDING, created_at=now - ttl - timedelta(minutes=1))
         fresh = make_execution(session, Status.PENDING, created_at=now - ttl + timedelta(hours=1))
         old_failed = make_execution(session, Status.FAILED, created_at=now - 2 * ttl)
-        session.add(
-            PurchaseSuppression(
-                execution_id=old.execution_id,
-                account_id="123",
-                provider="aws",
-                service="ec2",
-                region="us-east-1",
-                resource_type="m5.large",
-                suppressed_count=2,
-                expires_at=now + timedelta(days=7),
-            )
-        )
+        make_suppression(session, old)
         ids = (old.execution_id, fresh.execution_id, old_failed.execution_id)
 
     expired = expire_pending_executions.delay().get(timeout=30)

@@ -68,3 +68,10 @@ def test_db_upgrade_builds_an_empty_database(fresh_database, settings, redis_db)
     )
     assert create.returncode == 0, create.stderr
     assert "created user ops@example.com" in create.stdout
+
+
+def test_a_bad_setting_stops_the_worker_and_names_the_variable(settings):
+    process = start_worker(settings, "misconfigured", RETRY_THRESHOLD="five")
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode != 0
+    assert "RETRY_THRESHOLD must be a whole number, got 'five'" in output
