@@ -75,9 +75,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def owe_approval_email(session: Session, execution_id: uuid.UUID) -> None:
-    """Record that `execution_id` needs its approval email (in the caller's transaction)."""
-    session.add(Notification(execution_id=execution_id, kind=APPROVAL))
+def owe_approval_email(session: Session, execution_id: uuid.UUID, *, now: datetime) -> None:
+    """Record that `execution_id` needs its approval email (in the caller's transaction),
+    due now by the worker's clock, the clock every claim compares against."""
+    session.add(Notification(execution_id=execution_id, kind=APPROVAL, due_at=now))
 
 
 def owe_missing_approval_emails(
@@ -99,7 +100,7 @@ def owe_missing_approval_emails(
         .limit(1000)
     ).all()
     for execution_id in missing:
-        owe_approval_email(session, execution_id)
+        owe_approval_email(session, execution_id, now=now)
     session.flush()
     return list(missing)
 

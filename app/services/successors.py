@@ -39,7 +39,7 @@ def create_successor(
             savepoint.rollback()
             return None
         insert_suppressions(session, successor, expires_at=now + grace)
-        notifications.owe_approval_email(session, successor.execution_id)
+        notifications.owe_approval_email(session, successor.execution_id, now=now)
         session.flush()
     return successor
 

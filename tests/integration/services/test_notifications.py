@@ -36,7 +36,7 @@ def owed_row(session) -> PurchaseExecution:
         cloud_account_id=account.id,
         recommendations=[recommendation()],
     )
-    notifications.owe_approval_email(session, row.execution_id)
+    notifications.owe_approval_email(session, row.execution_id, now=utcnow())
     session.flush()
     return row
 

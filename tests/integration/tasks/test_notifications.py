@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from app.db import unit_of_work
+from app.db import unit_of_work, utcnow
 from app.domain.statuses import Status
 from app.models import PurchaseSuppression
 from app.services import notifications, retry
@@ -116,7 +116,7 @@ def test_two_deliveries_of_the_email_task_at_once_send_one_email(
             cloud_account_id=account.id,
             recommendations=[recommendation()],
         )
-        notifications.owe_approval_email(session, row.execution_id)
+        notifications.owe_approval_email(session, row.execution_id, now=utcnow())
     for _ in range(2):
         app.extensions["celery"].send_task(SEND_APPROVAL_EMAIL, args=[str(row.execution_id)])
     email_settled(row.execution_id)
