@@ -8,12 +8,11 @@ from celery import Task
 
 from app import background, get_settings
 from app.db import unit_of_work, utcnow
+from app.domain.outbox import UNOWED_AFTER
 from app.services import maintenance, retry
 from tasks.notifications import SEND_APPROVAL_EMAIL
 from tasks.transient import database_task
 
-# Pending rows this old with no approval email on record (inserted by hand) get one.
-UNSENT_EMAIL_AFTER = timedelta(minutes=1)
 # Older than the longest a retry task may still be backing off on database errors.
 STALLED_REQUEST_AFTER = timedelta(minutes=5)
 
@@ -40,7 +39,7 @@ def reap_stuck_executions(_task: Task) -> list[str]:
 def requeue_lost_approval_emails(_task: Task) -> list[str]:
     """Queue the approval email again where no task is working on it any more."""
     with unit_of_work() as session:
-        lost = maintenance.lost_approval_emails(session, now=utcnow(), after=UNSENT_EMAIL_AFTER)
+        lost = maintenance.lost_approval_emails(session, now=utcnow(), after=UNOWED_AFTER)
     for execution_id in lost:
         background.enqueue(SEND_APPROVAL_EMAIL, [str(execution_id)])
     return [str(execution_id) for execution_id in lost]

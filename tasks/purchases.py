@@ -14,7 +14,7 @@ from app.db import unit_of_work, utcnow
 from app.domain.retry import RequestState
 from app.services import retry
 from tasks.notifications import SEND_APPROVAL_EMAIL
-from tasks.transient import DATABASE_MAX_RETRIES, database_task
+from tasks.transient import database_task
 
 
 def _mark_failed(request_id: str, *, reason: str) -> None:
@@ -23,9 +23,7 @@ def _mark_failed(request_id: str, *, reason: str) -> None:
 
 
 # The outcome is recorded on the retry request; Flower sees it through task events.
-@database_task(
-    retry.RETRY_TASK, give_up=_mark_failed, max_retries=DATABASE_MAX_RETRIES, ignore_result=True
-)
+@database_task(retry.RETRY_TASK, give_up=_mark_failed, ignore_result=True)
 def retry_execution(task: Task, request_id: str) -> dict[str, Any] | None:
     """Re-check the request against fresh rows and permissions, then write or refuse.
 

@@ -46,6 +46,10 @@ def database_task(
     error propagates: the task fails, in the logs and in Flower.
     """
 
+    # Celery's own limit (3 by default) must not cut the policy short; a task that also
+    # retries for other reasons (SMTP backoff) passes its own, or None.
+    options.setdefault("max_retries", DATABASE_MAX_RETRIES)
+
     def decorate(fn: Callable[..., Any]) -> Task:
         @shared_task(name=name, bind=True, **options)
         @functools.wraps(fn)

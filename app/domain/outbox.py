@@ -31,6 +31,8 @@ SETTLED = frozenset({NotificationState.SENT, NotificationState.FAILED, Notificat
 SENDING_STALE_AFTER = timedelta(minutes=5)
 # A queued notification this long past due lost its task: beat queues another.
 LOST_AFTER = timedelta(minutes=2)
+# A pending row this old with no approval email on record (inserted by hand) gets one.
+UNOWED_AFTER = timedelta(minutes=1)
 
 MAX_WAIT_SECONDS = 600.0
 

@@ -62,7 +62,8 @@ class OutgoingEmail:
     attempt: int
     recipient: str
     message: MIMEMultipart
-    token_hashes: tuple[str, ...]
+    token_hashes: tuple[str, ...]  # approve, cancel
+    expires_at: datetime
 
 
 def new_token() -> tuple[str, str]:
@@ -159,7 +160,7 @@ def claim_approval_email(
         return None
     execution = session.get(PurchaseExecution, execution_id, populate_existing=True)
     if execution is None or execution.status != Status.PENDING:
-        _settle(session, notification, NotificationState.SKIPPED, now)
+        _settle(notification, NotificationState.SKIPPED, now)
         return None
     account = execution.cloud_account
     recipient = _recipient(session, execution, account)
@@ -206,6 +207,7 @@ def claim_approval_email(
         recipient=recipient,
         message=message,
         token_hashes=(approve_hash, cancel_hash),
+        expires_at=expires_at,
     )
 
 
@@ -217,8 +219,6 @@ def record_sent(session: Session, email: OutgoingEmail, *, now: datetime) -> Non
         .where(Notification.id == email.notification_id)
         .values(state=NotificationState.SENT.value, sent_at=now, error=None, updated_at=now)
     )
-    approve_hash = email.token_hashes[0]
-    token = session.get(ApprovalToken, approve_hash)
     session.execute(
         update(PurchaseExecution)
         .where(PurchaseExecution.execution_id == email.execution_id)
@@ -226,8 +226,8 @@ def record_sent(session: Session, email: OutgoingEmail, *, now: datetime) -> Non
             notification_sent_at=func.coalesce(
                 PurchaseExecution.notification_sent_at, literal(now, UTCDateTime())
             ),
-            approval_token_hash=approve_hash,
-            approval_token_expires_at=token.expires_at if token else None,
+            approval_token_hash=email.token_hashes[0],
+            approval_token_expires_at=email.expires_at,
         )
     )
     audit.record(
@@ -273,7 +273,7 @@ def record_failure(
 def _fail(session: Session, notification: Notification, reason: str, *, now: datetime) -> None:
     """The email will not be sent: the execution fails with `reason` (leaving `pending`,
     it loses its suppressions; its lineage stays)."""
-    _settle(session, notification, NotificationState.FAILED, now, error=reason)
+    _settle(notification, NotificationState.FAILED, now, error=reason)
     transitions.move(
         session,
         PurchaseExecution.execution_id == notification.execution_id,
@@ -287,7 +287,6 @@ def _fail(session: Session, notification: Notification, reason: str, *, now: dat
 
 
 def _settle(
-    session: Session,
     notification: Notification,
     state: NotificationState,
     now: datetime,

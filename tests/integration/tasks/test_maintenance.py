@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.db import fresh_read, unit_of_work, utcnow
+from app.domain.outbox import UNOWED_AFTER
 from app.domain.retry import RetryPolicy
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression, RetryRequest
@@ -15,7 +16,6 @@ from app.services import retry
 from app.services.identity import principal_for
 from tasks.maintenance import (
     STALLED_REQUEST_AFTER,
-    UNSENT_EMAIL_AFTER,
     expire_pending_executions,
     reap_stuck_executions,
     requeue_lost_approval_emails,
@@ -95,7 +95,7 @@ def test_the_worker_reaps_stuck_in_flight_rows(committed_db, celery_worker, sett
 
 
 def test_beat_requeues_approval_emails_that_were_never_sent(committed_db, celery_worker, mailbox):
-    long_ago = utcnow() - UNSENT_EMAIL_AFTER - timedelta(minutes=1)
+    long_ago = utcnow() - UNOWED_AFTER - timedelta(minutes=1)
     with unit_of_work() as session:
         owner = make_user(session)
         lost = make_execution(session, Status.PENDING, created_by=owner, created_at=long_ago)
@@ -143,3 +143,19 @@ def test_beat_requeues_retry_requests_whose_task_was_lost(app, committed_db, cel
 
     wait_until(lambda: state() != "queued", what="the requeued request to settle")
     assert state() == "succeeded"
+
+
+def test_every_task_retries_database_errors_as_the_one_policy_says(app):
+    """Celery's own limit (3) used to cut the maintenance tasks' 5 retries short."""
+    import tasks  # noqa: F401  (registers the product's tasks)
+    from tasks.transient import DATABASE_MAX_RETRIES
+
+    registered = app.extensions["celery"].tasks
+    for name in (
+        "maintenance.expire_pending_executions",
+        "maintenance.reap_stuck_executions",
+        "purchases.retry_execution",
+    ):
+        assert registered[name].max_retries == DATABASE_MAX_RETRIES, name
+    # The email task retries SMTP failures on its own count (EMAIL_MAX_RETRIES).
+    assert registered["notifications.send_approval_email"].max_retries is None
