@@ -59,6 +59,10 @@ beat_schedule = {
         "task": "maintenance.reap_stuck_executions",
         "schedule": crontab(minute="*"),
     },
+    "requeue-unstarted-executions": {
+        "task": "maintenance.requeue_unstarted_executions",
+        "schedule": crontab(minute="*"),
+    },
     "requeue-stalled-retry-requests": {
         "task": "maintenance.requeue_stalled_retry_requests",
         "schedule": crontab(minute="*/5"),

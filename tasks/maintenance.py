@@ -9,12 +9,14 @@ from celery import Task
 from app import background, get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.outbox import UNOWED_AFTER
-from app.services import maintenance, retry
-from tasks.notifications import SEND_APPROVAL_EMAIL
+from app.services import approvals, maintenance, retry
+from tasks.notifications import TASK_OF_KIND
 from tasks.transient import database_task
 
 # Older than the longest a retry task may still be backing off on database errors.
 STALLED_REQUEST_AFTER = timedelta(minutes=5)
+# Longer than an approved row waits in a healthy queue; far shorter than the reaper's.
+UNSTARTED_AFTER = timedelta(minutes=2)
 
 
 @database_task("maintenance.expire_pending_executions")
@@ -35,14 +37,15 @@ def reap_stuck_executions(_task: Task) -> list[str]:
     return [str(execution_id) for execution_id in reaped]
 
 
+# The name is older than the outcome email; it re-queues every kind of email.
 @database_task("maintenance.requeue_lost_approval_emails")
 def requeue_lost_approval_emails(_task: Task) -> list[str]:
-    """Queue the approval email again where no task is working on it any more."""
+    """Queue each email again, to its own task, where no task is working on it any more."""
     with unit_of_work() as session:
-        lost = maintenance.lost_approval_emails(session, now=utcnow(), after=UNOWED_AFTER)
-    for execution_id in lost:
-        background.enqueue(SEND_APPROVAL_EMAIL, [str(execution_id)])
-    return [str(execution_id) for execution_id in lost]
+        lost = maintenance.lost_emails(session, now=utcnow(), after=UNOWED_AFTER)
+    for kind, execution_id in lost:
+        background.enqueue(TASK_OF_KIND[kind], [str(execution_id)])
+    return [str(execution_id) for _, execution_id in lost]
 
 
 @database_task("maintenance.requeue_stalled_retry_requests")
@@ -62,3 +65,14 @@ def forget_old_sign_in_failures(_task: Task) -> int:
     """Drop failed sign-in counts that no longer count."""
     with unit_of_work() as session:
         return maintenance.forget_old_sign_in_failures(session, now=utcnow())
+
+
+@database_task("maintenance.requeue_unstarted_executions")
+def requeue_unstarted_executions(_task: Task) -> list[str]:
+    """Queue the executor again for approved rows it has not started: their task never
+    reached a worker. A duplicate is harmless: a row is started once."""
+    with unit_of_work() as session:
+        unstarted = maintenance.unstarted_executions(session, now=utcnow(), after=UNSTARTED_AFTER)
+    for execution_id in unstarted:
+        approvals.enqueue_execution(execution_id)
+    return [str(execution_id) for execution_id in unstarted]

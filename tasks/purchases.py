@@ -1,5 +1,9 @@
-"""`purchases.retry_execution`: settle one retry request. Thin: the rules live in
-`app.services.retry`; this task owns the transaction and what follows it."""
+"""The purchase tasks. Thin: the rules live in `app.services.retry` and
+`app.services.executor`; these tasks own the transactions and what follows them.
+
+- `purchases.retry_execution(request_id)`: settle one retry request.
+- `purchases.execute(execution_id)`: run one approved execution.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from celery import Task
 from app import background, get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.retry import RequestState
-from app.services import retry
-from tasks.notifications import SEND_APPROVAL_EMAIL
+from app.domain.statuses import Status
+from app.providers import current_registry
+from app.services import approvals, executor, retry
+from tasks.notifications import SEND_APPROVAL_EMAIL, SEND_OUTCOME_EMAIL
 from tasks.transient import database_task
 
 
@@ -36,7 +42,7 @@ def retry_execution(task: Task, request_id: str) -> dict[str, Any] | None:
         request = retry.settle_request(
             session,
             uuid.UUID(request_id),
-            policy=retry.policy_from(settings),
+            policy=retry.current_policy(),
             grace=timedelta(days=settings.grace_period_days),
             now=utcnow(),
         )
@@ -44,3 +50,42 @@ def retry_execution(task: Task, request_id: str) -> dict[str, Any] | None:
     if outcome is not None and outcome["state"] == RequestState.SUCCEEDED:
         background.enqueue(SEND_APPROVAL_EMAIL, [outcome["execution_id"]])
     return outcome
+
+
+def _abandon(execution_id: str, *, reason: str) -> None:
+    with unit_of_work() as session:
+        failed = executor.abandon(session, uuid.UUID(execution_id), reason, now=utcnow())
+    if failed:
+        background.enqueue(SEND_OUTCOME_EMAIL, [execution_id])
+
+
+@database_task(approvals.EXECUTE_TASK, give_up=_abandon, ignore_result=True)
+def execute(task: Task, execution_id: str) -> str | None:
+    """Run an approved execution: `running`, one purchase per selected item, then its
+    final status; its outcome email is queued after that commits.
+
+    A redelivery finds the row no longer `approved` and does nothing. Should the run
+    break off (an error in the worker), the row fails at once with the reason, ready
+    for a retry that buys only what the lineage has not bought.
+    """
+    with unit_of_work() as session:
+        started = executor.start(
+            session, uuid.UUID(execution_id), policy=approvals.current_policy(), now=utcnow()
+        )
+    if started is None:
+        return None
+    if isinstance(started, Status):  # settled at once: the approval no longer stands
+        status: Status | None = started
+    else:
+        status = _run(execution_id, started)
+    if status is not None:
+        background.enqueue(SEND_OUTCOME_EMAIL, [execution_id])
+    return None if status is None else status.value
+
+
+def _run(execution_id: str, started: executor.Run) -> Status | None:
+    try:
+        return executor.run(started, current_registry())
+    except Exception as exc:
+        _abandon(execution_id, reason=f"interrupted: {type(exc).__name__}: {exc}"[:2000])
+        raise

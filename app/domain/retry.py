@@ -15,7 +15,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from app.domain.errors import DomainError
-from app.domain.providers import normalize_provider
+from app.domain.providers import PROVIDERS, normalize_provider
+from app.domain.purchasing import item_provider
 from app.domain.rbac import Action, Principal, refusal
 from app.domain.recommendations import OUTCOME_FIELDS, items_of, malformed_reason
 from app.domain.statuses import Status
@@ -53,10 +54,13 @@ class RetryableRow(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """The configurable part of the rules: threshold, extra hints, unsafe providers."""
+    """The configurable part of the rules: threshold, extra hints, and which providers
+    can re-drive a purchase: those the provider registry declares idempotent
+    (`redrivable_providers`), less those the deployment names unsafe."""
 
     threshold: int = 5
     extra_hints: tuple[tuple[str, str], ...] = ()
+    redrivable_providers: frozenset[str] = frozenset(PROVIDERS)
     redrive_unsafe_providers: frozenset[str] = field(default_factory=frozenset)
 
     def ops_hint(self, error: str | None) -> str | None:
@@ -71,23 +75,33 @@ class RetryPolicy:
 
     def unsafe_provider(self, row: RetryableRow) -> str | None:
         """The first provider of the row (its account's, or any item's) that cannot
-        re-drive a purchase idempotently."""
+        re-drive a purchase idempotently. Fail closed: a provider nobody declared
+        idempotent (unknown, misspelt, or missing: "") is unsafe."""
         for provider in sorted(providers_of(row)):
-            if provider in self.redrive_unsafe_providers:
+            if provider not in self.redrivable_providers - self.redrive_unsafe_providers:
                 return provider
         return None
 
 
 def providers_of(row: RetryableRow) -> set[str]:
-    """Every provider a re-drive would buy from: the account's and each item's."""
-    providers = {normalize_provider(item.get("provider")) for item in items_of(row.recommendations)}
-    providers.add(normalize_provider(row.account_provider))
-    return providers - {""}
+    """Every provider a re-drive would buy from: each item's (its own, else the
+    account's), and the account's."""
+    providers = {
+        item_provider(item, row.account_provider) for item in items_of(row.recommendations)
+    }
+    if normalize_provider(row.account_provider):
+        providers.add(normalize_provider(row.account_provider))
+    return providers
 
 
 def redrive_hint(provider: str) -> str:
+    if not provider:
+        return (
+            "an item names no provider and its execution has no account: fix the "
+            "recommendations, then start a new purchase"
+        )
     return (
-        f"{provider} purchases are not idempotent in this deployment: check in the "
+        f"{provider} purchases are not known to be idempotent in this deployment: check in the "
         f"{provider} console what was bought, then start a new purchase for the rest"
     )
 
@@ -116,7 +130,8 @@ def retry_refusal(
     if provider is not None:
         return DomainError(
             409,
-            f"{provider} cannot re-drive a purchase safely; force does not override this",
+            f"{provider or 'an item without a provider'} cannot re-drive a purchase safely; "
+            "force does not override this",
             ops_hint=redrive_hint(provider),
             redrive_unsafe=True,
         )

@@ -5,6 +5,7 @@ from app.models.audit import AuditEvent
 from app.models.executions import PurchaseExecution, PurchaseSuppression
 from app.models.identity import Group, LoginAttempts, User, normalize_email
 from app.models.notifications import ApprovalToken, Notification
+from app.models.purchases import ProviderPurchase
 from app.models.retry_requests import RetryRequest
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "Group",
     "LoginAttempts",
     "Notification",
+    "ProviderPurchase",
     "PurchaseExecution",
     "PurchasePlan",
     "PurchaseSuppression",

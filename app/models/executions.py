@@ -87,6 +87,10 @@ class PurchaseExecution(Base):
         CanonicalUUID, ForeignKey("users.id", ondelete="SET NULL")
     )
     approved_by: Mapped[str | None] = mapped_column(String(320))
+    # The signed-in user who approved, whose permissions the executor checks again; NULL
+    # for an approval by email link (the token was the authority). Not a foreign key:
+    # like the audit trail's actor, it is history.
+    approved_by_user_id: Mapped[uuid.UUID | None] = mapped_column(CanonicalUUID)
     cancelled_by: Mapped[str | None] = mapped_column(String(320))
     retry_execution_id: Mapped[uuid.UUID | None] = mapped_column(
         CanonicalUUID, ForeignKey("purchase_executions.execution_id", ondelete="SET NULL")

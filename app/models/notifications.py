@@ -72,6 +72,8 @@ class ApprovalToken(Base):
         CanonicalUUID, ForeignKey("purchase_executions.execution_id", ondelete="CASCADE")
     )
     action: Mapped[str] = mapped_column(String(16))
+    # Who the email went to: acting by the link records them as approver or canceller.
+    recipient: Mapped[str | None] = mapped_column(String(320))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())

@@ -218,3 +218,16 @@ def _iso_or_none(value: datetime | None) -> str | None:
 def _money(value: Decimal | None) -> str | None:
     """Money as a decimal string ("1234.50"): exact, unlike a JSON float."""
     return None if value is None else f"{Decimal(value):.2f}"
+
+
+def lineage_root(session: Session, execution_id: uuid.UUID) -> uuid.UUID:
+    """The first attempt of the retry lineage `execution_id` belongs to (itself, if it is
+    nobody's successor). A lineage is as long as its retries, a handful of rows."""
+    current = execution_id
+    seen = {current}
+    while True:
+        predecessor = predecessors_of(session, [current]).get(current)
+        if predecessor is None or predecessor in seen:
+            return current
+        seen.add(predecessor)
+        current = predecessor

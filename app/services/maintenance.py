@@ -15,6 +15,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain.lockout import FAILURE_WINDOW
+from app.domain.outbox import NotificationKind
 from app.domain.retry import RequestState
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import LoginAttempts, PurchaseExecution, RetryRequest
@@ -56,12 +57,15 @@ def reap_stuck(session: Session, *, now: datetime, after: timedelta) -> list[uui
     )
 
 
-def lost_approval_emails(session: Session, *, now: datetime, after: timedelta) -> list[uuid.UUID]:
-    """Executions whose approval email has no task working on it: pending rows older
-    than `after` that never had one on record (inserted by hand), now recorded, and
-    those whose task was lost."""
+def lost_emails(
+    session: Session, *, now: datetime, after: timedelta
+) -> list[tuple[NotificationKind, uuid.UUID]]:
+    """Emails (kind, execution) with no task working on them: the approval email of
+    pending rows older than `after` that never had one on record (inserted by hand),
+    now recorded, and every email whose task was lost."""
     owed = notifications.owe_missing_approval_emails(session, now=now, after=after)
-    return owed + notifications.lost_approval_emails(session, now=now)
+    lost = notifications.lost_emails(session, now=now)
+    return [(NotificationKind.APPROVAL, execution_id) for execution_id in owed] + lost
 
 
 def stalled_retry_requests(
@@ -95,3 +99,21 @@ def forget_old_sign_in_failures(session: Session, *, now: datetime) -> int:
         )
     )
     return result.rowcount or 0
+
+
+def unstarted_executions(session: Session, *, now: datetime, after: timedelta) -> list[uuid.UUID]:
+    """Approved rows the executor has not started `after` their approval: their task
+    never reached a worker (the broker was down when the approval queued it, say).
+    Queueing them again is safe: the executor starts a row once (`approved` →
+    `running` is a conditional move)."""
+    return list(
+        session.scalars(
+            select(PurchaseExecution.execution_id)
+            .where(
+                PurchaseExecution.status == Status.APPROVED.value,
+                PurchaseExecution.updated_at < now - after,
+            )
+            .order_by(PurchaseExecution.updated_at)
+            .limit(1000)
+        )
+    )
