@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from app.domain.approvals import ApprovalPolicy
 from app.domain.errors import DomainError
 from app.domain.rbac import Principal
 from app.domain.retry import RetryPolicy
@@ -26,6 +27,7 @@ def cells_for_page(
     principal: Principal,
     rows: Sequence[PurchaseExecution],
     policy: RetryPolicy,
+    approvals: ApprovalPolicy,
 ) -> dict[uuid.UUID, ActionCell]:
     """The action cell of each row, keyed by execution id, as `principal` sees it."""
     ids = [row.execution_id for row in rows]
@@ -38,6 +40,7 @@ def cells_for_page(
             policy,
             retry_of=predecessors.get(row.execution_id),
             queued_request_id=queued.get(row.execution_id),
+            approvals=approvals,
         )
         for row in rows
     }

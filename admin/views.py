@@ -19,9 +19,10 @@ from app.auth.session import safe_next_url
 from app.db import db
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_bool
+from app.domain.rbac import Action
 from app.domain.statuses import Status
 from app.models import PurchaseExecution
-from app.services import executions, retry
+from app.services import approvals, executions, retry
 from app.services.identity import principal_for
 
 # Deeper than any real history (50 million rows at 50 a page); past it, OFFSET overflows.
@@ -110,7 +111,11 @@ class PurchaseHistoryView(PermissionRequiredMixin, ModelView):
             raise DomainError(400, f"page must be a whole number from 1 to {MAX_PAGE + 1}")
         count, data = super().get_list(page, *args, **kwargs)
         self._template_args["action_cells"] = cells_for_page(
-            self.session, principal_for(current_user), data, retry.current_policy()
+            self.session,
+            principal_for(current_user),
+            data,
+            retry.current_policy(),
+            approvals.current_policy(),
         )
         return count, data
 
@@ -130,4 +135,26 @@ class PurchaseHistoryView(PermissionRequiredMixin, ModelView):
                 f"Retry of {retry_request.execution_id} queued (request {retry_request.id})",
                 "success",
             )
+        return self._back()
+
+    @expose("/approve/<path:execution_id>", methods=("POST",))
+    def approve_view(self, execution_id: str) -> Response:
+        """The Approve row action: approve, queue the purchase, report as a flash."""
+        return self._decide(execution_id, Action.APPROVE)
+
+    @expose("/cancel/<path:execution_id>", methods=("POST",))
+    def cancel_view(self, execution_id: str) -> Response:
+        """The Cancel row action: cancel (the suppressions go), report as a flash."""
+        return self._decide(execution_id, Action.CANCEL)
+
+    def _decide(self, execution_id: str, action: Action) -> Response:
+        try:
+            execution = approvals.decide(principal_for(current_user), execution_id, action)
+        except DomainError as refusal:
+            flash(refusal_text(refusal), "error")
+        else:
+            flash(f"{execution.execution_id} {execution.status}", "success")
+        return self._back()
+
+    def _back(self) -> Response:
         return redirect(safe_next_url(request.form.get("next")) or self.get_url(".index_view"))

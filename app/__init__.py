@@ -14,18 +14,21 @@ from flask import Flask, current_app
 from app.background import celery_init_app
 from app.config import INSTANCE_DIR, ConfigError, Settings
 from app.db import db
-from app.extensions import csrf, migrate
+from app.extensions import csrf, limiter, migrate
+from app.providers import ProviderRegistry, default_registry
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, providers: ProviderRegistry | None = None
+) -> Flask:
     """Build the web app (panel, JSON API, CLI) bound to `settings`, with its Celery app.
 
     Without `settings`, reads the environment (and `.env`); a bad value raises
-    `ConfigError` naming it.
+    `ConfigError` naming it. Without `providers`, purchases go to the simulator.
     """
     if settings is None:
         load_dotenv(override=False)
@@ -42,18 +45,22 @@ def create_app(settings: Settings | None = None) -> Flask:
         # API clients keep one token for the whole session; it is bound to the session.
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=1024 * 1024,
+        RATELIMIT_STORAGE_URI=settings.redis_url,
     )
     app.extensions["settings"] = settings
+    app.extensions["providers"] = providers or default_registry()
 
     db.init_app(app, settings.database_url)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=settings.is_sqlite)
     csrf.init_app(app)
+    limiter.init_app(app)
 
     from admin import init_admin
-    from app import api, auth, cli
+    from app import api, auth, cli, links
 
     auth.init_app(app)
     api.init_app(app)
+    links.init_app(app)
     init_admin(app)
     cli.init_app(app)
     celery_init_app(app, settings)

@@ -16,16 +16,18 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from app import get_settings
 from app.db import fresh_read, unit_of_work, utcnow
 from app.domain.errors import DomainError
+from app.domain.rbac import Action, Principal
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
 from app.models import RetryRequest
-from app.services import demo, executions, identity, retry
+from app.services import approvals, demo, executions, identity, retry
 
 users_cli = AppGroup("users", help="Manage users.")
 groups_cli = AppGroup("groups", help="Manage groups and their permissions.")
-executions_cli = AppGroup("executions", help="List and retry purchase executions.")
+executions_cli = AppGroup("executions", help="List, approve, cancel and retry purchase executions.")
 demo_cli = AppGroup("demo", help="Demo data for trying the product.")
 
 
@@ -193,12 +195,7 @@ def retry_command(execution_id: str, email: str, force: bool, wait: float) -> No
     The same checks as the panel and the API; the worker re-checks and does the work.
     Exit status: 0 succeeded, 1 refused, rejected or failed, 3 still queued after --wait.
     """
-    with fresh_read() as session:
-        user = identity.find_user_by_email(session, email)
-        if user is None or not user.is_active:
-            raise DomainError(404, f"no active user with email {email}")
-        principal = identity.principal_for(user)
-    request = retry.ask_for_retry(principal, execution_id, force=force)
+    request = retry.ask_for_retry(_principal_of(email), execution_id, force=force)
     click.echo(f"retry request {request.id} queued")
     outcome = _wait_for_outcome(request.id, wait)
     if outcome.state == RequestState.SUCCEEDED:
@@ -227,15 +224,58 @@ def _wait_for_outcome(request_id: Any, wait: float) -> RetryRequest:
         time.sleep(0.2)
 
 
+@executions_cli.command("approve")
+@click.argument("execution_id")
+@click.option("--as", "email", required=True, help="The user who approves.")
+@refusals_exit_nonzero
+def approve_command(execution_id: str, email: str) -> None:
+    """Approve the pending execution EXECUTION_ID as the user EMAIL; a worker then buys it.
+
+    The same checks as the panel and the API. Exit status: 0 approved, 1 refused.
+    """
+    _decide(execution_id, email, Action.APPROVE)
+
+
+@executions_cli.command("cancel")
+@click.argument("execution_id")
+@click.option("--as", "email", required=True, help="The user who cancels.")
+@refusals_exit_nonzero
+def cancel_command(execution_id: str, email: str) -> None:
+    """Cancel the pending execution EXECUTION_ID as the user EMAIL.
+
+    The same checks as the panel and the API. Exit status: 0 cancelled, 1 refused.
+    """
+    _decide(execution_id, email, Action.CANCEL)
+
+
+def _decide(execution_id: str, email: str, action: Action) -> None:
+    execution = approvals.decide(_principal_of(email), execution_id, action)
+    click.echo(f"{execution.execution_id} is now {execution.status} (by {email})")
+    if execution.status == Status.APPROVED:
+        click.echo("queued for purchase: a worker (celery -A tasks worker) runs it")
+
+
+def _principal_of(email: str) -> Principal:
+    """The active user EMAIL as the rules see them (404 if there is none)."""
+    with fresh_read() as session:
+        user = identity.find_user_by_email(session, email)
+        if user is None or not user.is_active:
+            raise DomainError(404, f"no active user with email {email}")
+        return identity.principal_for(user)
+
+
 @demo_cli.command("seed")
 @refusals_exit_nonzero
 def seed_command() -> None:
     """Add demo users, accounts, a plan and executions in every state (once)."""
     with unit_of_work() as session:
-        result = demo.seed(session, now=utcnow())
+        result = demo.seed(session, now=utcnow(), settings=get_settings())
     if result is None:
         click.echo("demo data already present; nothing added")
         return
     click.echo(f"seeded {result.executions} executions in {len(result.accounts)} accounts")
     for email, group in result.logins:
         click.echo(f"  login: {email} / {demo.DEMO_PASSWORD}  ({group})")
+    click.echo("approval links of the pending rows (the demo sends no email; each works once):")
+    for link in result.links:
+        click.echo(f"  {link}")

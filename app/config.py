@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from limits import parse_many
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -21,6 +22,7 @@ from app.domain.providers import PROVIDERS
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_APP_BASE_URL = "http://127.0.0.1:5000"
+DEFAULT_LINK_RATE_LIMIT = "20 per minute"
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 
@@ -54,6 +56,9 @@ class Settings:
     # Transient SMTP failures: retried after 1, 2, 4 ... times this, EMAIL_MAX_RETRIES times.
     email_retry_base_seconds: float = 2.0
     email_max_retries: int = 8
+    # Requests per client address to the approval links (pages and the API's token
+    # path), in the `limits` notation: "20/minute", "100 per hour;5 per second".
+    link_rate_limit: str = DEFAULT_LINK_RATE_LIMIT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +91,9 @@ class Settings:
             ),
             email_retry_base_seconds=reader.number("EMAIL_RETRY_BASE_SECONDS", 2.0, minimum=0.1),
             email_max_retries=reader.integer("EMAIL_MAX_RETRIES", 8, minimum=0, maximum=20),
+            link_rate_limit=parse_rate_limit(
+                env.get("LINK_RATE_LIMIT") or DEFAULT_LINK_RATE_LIMIT, "LINK_RATE_LIMIT"
+            ),
         )
         if settings.smtp_password and not settings.smtp_username:
             raise ConfigError("SMTP_PASSWORD is set but SMTP_USERNAME is not")
@@ -146,6 +154,18 @@ def parse_providers(raw: str, name: str) -> frozenset[str]:
             f"{name} names unknown providers {', '.join(unknown)} (known: {', '.join(PROVIDERS)})"
         )
     return providers
+
+
+def parse_rate_limit(raw: str, name: str) -> str:
+    """A rate limit in the `limits` notation (what Flask-Limiter reads), checked now."""
+    try:
+        if not parse_many(raw):
+            raise ValueError("no limit")
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate limit like '20 per minute' or '5/second', got {raw!r}"
+        ) from None
+    return raw.strip()
 
 
 @dataclass(frozen=True)

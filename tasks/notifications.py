@@ -1,36 +1,65 @@
-"""`notifications.send_approval_email`: the approval email, settled once per execution.
-Thin: the outbox lives in `app.services.notifications`."""
+"""`notifications.send_approval_email` and `notifications.send_outcome_email`: each email
+settled once per execution. Thin: the outbox lives in `app.services.notifications`."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Protocol
 
 from celery import Task
+from sqlalchemy.orm import Session
 
 from app import get_settings
+from app.config import Settings
 from app.db import unit_of_work, utcnow
+from app.domain.outbox import NotificationKind
 from app.mail import SendFailure, send_message
 from app.services import notifications
 from tasks.transient import database_task
 
 SEND_APPROVAL_EMAIL = "notifications.send_approval_email"
+SEND_OUTCOME_EMAIL = "notifications.send_outcome_email"
+# The task that sends each kind of email (beat re-queues lost ones through it).
+TASK_OF_KIND = {
+    NotificationKind.APPROVAL: SEND_APPROVAL_EMAIL,
+    NotificationKind.OUTCOME: SEND_OUTCOME_EMAIL,
+}
 
 
-# The outcome is recorded on the notification and the execution; Flower sees it too.
+class Claim(Protocol):
+    """`notifications.claim_approval_email` or `claim_outcome_email`: the only step
+    that differs between the kinds; claiming, sending and recording are one path."""
+
+    def __call__(
+        self, session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
+    ) -> notifications.OutgoingEmail | None: ...
+
+
+# What happened is recorded on the notification (and an approval email's execution), so
+# the tasks keep no result; Flower still sees each run.
 @database_task(SEND_APPROVAL_EMAIL, max_retries=None, ignore_result=True)
 def send_approval_email(task: Task, execution_id: str) -> str:
-    """Claim the execution's approval email, send it with no transaction open, and
-    record what happened (SPEC section 4).
+    """The approval email of a pending execution (SPEC section 4)."""
+    return _send(task, execution_id, notifications.claim_approval_email)
+
+
+@database_task(SEND_OUTCOME_EMAIL, max_retries=None, ignore_result=True)
+def send_outcome_email(task: Task, execution_id: str) -> str:
+    """The outcome email of an ended execution, to its creator (or the account contact)."""
+    return _send(task, execution_id, notifications.claim_outcome_email)
+
+
+def _send(task: Task, execution_id: str, claim: Claim) -> str:
+    """Claim the email, send it with no transaction open, and record what happened.
 
     A transient SMTP failure is retried after EMAIL_RETRY_BASE_SECONDS, then twice
-    that, and so on, EMAIL_MAX_RETRIES times; then the execution fails with
+    that, and so on, EMAIL_MAX_RETRIES times; then the email fails for good with
     `send failed: <reply>`, as it does at once on a permanent refusal.
     """
     settings = get_settings()
     with unit_of_work() as session:
-        email = notifications.claim_approval_email(
-            session, uuid.UUID(execution_id), settings=settings, now=utcnow()
-        )
+        email = claim(session, uuid.UUID(execution_id), settings=settings, now=utcnow())
     if email is None:
         return "nothing to send"
     try:

@@ -134,3 +134,17 @@ def make_suppression(session: Session, execution: PurchaseExecution) -> Purchase
     session.add(suppression)
     session.flush()
     return suppression
+
+
+def link_opens(session: Session, execution_id: Any, action: str, token: str, *, now: Any) -> bool:
+    """Whether an approval email's `token` opens `action` on the execution at `now`: the
+    link page's own check (`approvals.check_link`), which refuses with a `DomainError`."""
+    from app.domain.errors import DomainError
+    from app.domain.rbac import Action
+    from app.services import approvals
+
+    try:
+        approvals.check_link(session, str(execution_id), Action(action), token, now=now)
+    except DomainError:
+        return False
+    return True

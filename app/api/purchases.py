@@ -1,4 +1,5 @@
-"""Purchases over JSON: retry (SPEC section 3), retry requests, history, one execution."""
+"""Purchases over JSON: retry (SPEC section 3), approve and cancel (section 4), retry
+requests, history, one execution."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from app.db import db
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_bool
 from app.domain.rbac import Action, Principal, require
-from app.services import executions, retry, retry_requests
+from app.links import link_rate_limit
+from app.services import approvals, executions, retry, retry_requests
 from app.services.identity import principal_for
 
 
@@ -39,6 +41,50 @@ def retry_execution(execution_id: str) -> tuple[Response, int, dict[str, str]]:
     status_url = url_for("api.retry_request_state", request_id=retry_request.id)
     body = {"request_id": str(retry_request.id), "status": "queued", "status_url": status_url}
     return jsonify(body), 202, {"Location": status_url}
+
+
+def body_token() -> str | None:
+    """The email link's `token` from a JSON body, if the client sent one: the token, not
+    a session, is then the authority (and the request counts against the link rate
+    limit). 400 if it is there but not text."""
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict) or "token" not in body:
+        return None
+    token = body["token"]
+    if not isinstance(token, str) or not token:
+        raise DomainError(400, 'token must be the text of the link\'s "token" parameter')
+    return token
+
+
+def _decide(execution_id: str, action: Action) -> Response:
+    token = body_token()
+    if token is not None:
+        execution = approvals.decide_by_link(execution_id, action, token)
+    else:
+        execution = approvals.decide(principal_for(current_user), execution_id, action)
+    return jsonify(approvals.decision_as_dict(execution))
+
+
+def _no_body_token() -> bool:
+    try:
+        return body_token() is None
+    except DomainError:
+        return False  # a malformed token is still a try: it counts
+
+
+@blueprint.post("/purchases/approve/<path:execution_id>")
+@link_rate_limit(exempt_when=_no_body_token)
+def approve_execution(execution_id: str) -> Response:
+    """Approve a pending execution (session and `X-CSRFToken`, or `{"token": ...}` from
+    the approval email); the executor is queued once the approval commits."""
+    return _decide(execution_id, Action.APPROVE)
+
+
+@blueprint.post("/purchases/cancel/<path:execution_id>")
+@link_rate_limit(exempt_when=_no_body_token)
+def cancel_execution(execution_id: str) -> Response:
+    """Cancel a pending execution (session and `X-CSRFToken`, or `{"token": ...}`)."""
+    return _decide(execution_id, Action.CANCEL)
 
 
 @blueprint.get("/purchases/retry-requests/<path:request_id>")

@@ -12,7 +12,8 @@ from typing import Any
 class DomainError(Exception):
     """A rule refused an action. `details` are JSON-safe and safe to show the actor."""
 
-    def __init__(self, status: int, message: str, **details: Any) -> None:
+    # Positional-only, so a detail may be called `status` (a 409's current status).
+    def __init__(self, status: int, message: str, /, **details: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

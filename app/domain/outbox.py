@@ -1,4 +1,5 @@
-"""Emails the product owes (SPEC section 4): each is settled once, sent or failed.
+"""Emails the product owes (the approval email of SPEC section 4, and the outcome
+email once an execution ends): each is settled once, sent or failed.
 
 Pure rules for the outbox in `app.services.notifications`: a notification is claimed by
 one task at a time, retried with backoff after a transient failure, and handed to
@@ -11,18 +12,28 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 
+from app.domain.statuses import TRANSITIONS, Status
+
 
 class NotificationKind(StrEnum):
-    APPROVAL = "approval"
+    APPROVAL = "approval"  # to the approver, while the execution is pending
+    OUTCOME = "outcome"  # to the creator, once the execution has ended
 
 
 class NotificationState(StrEnum):
     QUEUED = "queued"  # waiting for a task (from `due_at` on)
     SENDING = "sending"  # claimed by a task, which is talking to the SMTP server
     SENT = "sent"
-    FAILED = "failed"  # will not be sent; the execution says why
-    SKIPPED = "skipped"  # no longer needed: the execution left `pending` first
+    FAILED = "failed"  # will not be sent; `error` (and, for approval, the execution) says why
+    SKIPPED = "skipped"  # no longer needed: the execution is not where the email is about
 
+
+# A notification is only worth sending while its execution is in one of these: an
+# approval email asks for a decision still open; an outcome email reports an end.
+SENDABLE_WHILE: dict[NotificationKind, frozenset[Status]] = {
+    NotificationKind.APPROVAL: frozenset({Status.PENDING}),
+    NotificationKind.OUTCOME: TRANSITIONS[Status.RUNNING],  # the ends a run can reach
+}
 
 SETTLED = frozenset({NotificationState.SENT, NotificationState.FAILED, NotificationState.SKIPPED})
 

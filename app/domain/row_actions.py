@@ -1,8 +1,8 @@
 """What the Purchase History action cell shows for one row, and to whom (SPEC section 6).
 
 One decision tree, pure: the panel's template only renders the `ActionCell` it gets.
-Retry is offered exactly when `retry_refusal` would let the request through, so the
-button and the service can never disagree.
+Approve and Cancel are offered exactly when `decision_refusal` would let them through,
+Retry exactly when `retry_refusal` would, so a button and its service never disagree.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-from app.domain.rbac import Principal
+from app.domain.approvals import ApprovalPolicy, decision_refusal
+from app.domain.rbac import Action, Principal
 from app.domain.retry import RetryableRow, RetryPolicy, persistent_hint, retry_refusal
 
 
@@ -18,7 +19,7 @@ from app.domain.retry import RetryableRow, RetryPolicy, persistent_hint, retry_r
 class Button:
     """A row action: a POST form with `data-action` and a confirmation prompt."""
 
-    action: str  # "retry" | "force-retry" (and, later, "approve" | "cancel")
+    action: str  # "approve" | "cancel" | "retry" | "force-retry"
     label: str
     confirm: str
     force: bool = False
@@ -34,6 +35,18 @@ class ActionCell:
     queued_request_id: uuid.UUID | None = None
 
 
+DECISION_BUTTONS = (
+    (
+        Action.APPROVE,
+        Button("approve", "Approve", "Approve this purchase? It is bought right away."),
+    ),
+    (
+        Action.CANCEL,
+        Button("cancel", "Cancel", "Cancel this purchase? Nothing will be bought."),
+    ),
+)
+
+
 def action_cell(
     principal: Principal,
     row: RetryableRow,
@@ -41,6 +54,7 @@ def action_cell(
     *,
     retry_of: uuid.UUID | None = None,
     queued_request_id: uuid.UUID | None = None,
+    approvals: ApprovalPolicy | None = None,
 ) -> ActionCell:
     """The cell for `row` as `principal` sees it.
 
@@ -55,6 +69,13 @@ def action_cell(
     )
     if queued_request_id is not None:
         return cell
+    decisions = tuple(
+        button
+        for action, button in DECISION_BUTTONS
+        if decision_refusal(principal, action, row, approvals or ApprovalPolicy()) is None
+    )
+    if decisions:
+        return replace(cell, buttons=decisions)
     hint = persistent_hint(row, policy)
     if hint is not None:
         return replace(cell, ops_hint=hint)

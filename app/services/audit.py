@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db import unit_of_work
 from app.domain.errors import DomainError
+from app.domain.inputs import parse_uuid
 from app.domain.rbac import Principal
 from app.models import AuditEvent
 
@@ -38,8 +39,21 @@ def record(
 
 
 def refusal_details(refusal: DomainError, **extra: Any) -> dict[str, Any]:
-    """What the trail keeps of a refusal: its status, message and details."""
-    return {"status": refusal.status, "error": refusal.message, **refusal.details, **extra}
+    """What the trail keeps of a refusal: its HTTP status, message and details. In the
+    trail `status` is always the refusal's; a 409's detail `status` (where the row is)
+    is kept as `execution_status`."""
+    details = dict(refusal.details)
+    if "status" in details:
+        details["execution_status"] = details.pop("status")
+    return {**details, **extra, "status": refusal.status, "error": refusal.message}
+
+
+def refused_execution_id(raw: str | uuid.UUID, refusal: DomainError) -> uuid.UUID | None:
+    """The execution a refusal is about, for the trail: None when the id was malformed
+    (400) or names no execution (404); the refusal's message says which id it was."""
+    if refusal.status in (400, 404):
+        return None
+    return raw if isinstance(raw, uuid.UUID) else parse_uuid(raw)
 
 
 def record_refusal(

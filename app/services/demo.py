@@ -1,11 +1,16 @@
 """`flask demo seed`: a small world with an execution in every state.
 
 Includes failed rows with and without ops hints, at and under the retry threshold,
-and an already-retried chain, so every branch of the panel has something to show.
+and an already-retried chain, so every branch of the panel has something to show. The
+pending rows come with working approve and cancel links (printed by the command: the
+demo sends no email), finished rows with their per-item outcomes and the purchases in
+the ledger, and one failed row whose worker died after buying its first item: a retry
+of it buys only the second.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,9 +18,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.config import Settings
+from app.domain import purchasing
 from app.domain.statuses import IN_FLIGHT, Status
-from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
+from app.models import (
+    ApprovalToken,
+    CloudAccount,
+    ProviderPurchase,
+    PurchaseExecution,
+    PurchasePlan,
+    User,
+)
 from app.services.identity import create_user, find_user_by_email
+from app.services.notifications import new_token
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (printed for demo logins)
 DEMO_USERS = (
@@ -31,9 +46,10 @@ class SeedResult:
     logins: list[tuple[str, str]]
     accounts: list[CloudAccount]
     executions: int
+    links: list[str]  # the approve and cancel links of the pending rows
 
 
-def seed(session: Session, *, now: datetime) -> SeedResult | None:
+def seed(session: Session, *, now: datetime, settings: Settings) -> SeedResult | None:
     """Add the demo world, or return None if it is already there."""
     if find_user_by_email(session, DEMO_USERS[0][0]) is not None:
         return None
@@ -77,15 +93,27 @@ def seed(session: Session, *, now: datetime) -> SeedResult | None:
         _execution(aws, None, Status.PENDING, now, hours_ago=1),
         _execution(gcp, alice, Status.APPROVED, now, hours_ago=3, approved_by=alice.email),
         _execution(aws, purchaser, Status.RUNNING, now, hours_ago=4, approved_by=purchaser.email),
-        _execution(aws, purchaser, Status.COMPLETED, now, hours_ago=48, plan=plan, done=True),
+        _execution(
+            aws, purchaser, Status.COMPLETED, now, hours_ago=48, plan=plan, outcomes=("", "")
+        ),
         _execution(
             azure,
             alice,
             Status.PARTIALLY_COMPLETED,
             now,
             hours_ago=30,
-            done=True,
+            outcomes=("", "InsufficientCapacity"),
             error="1 of 2 purchases failed: InsufficientCapacity",
+        ),
+        # Its worker died after buying the first item: a retry buys only the second.
+        _execution(
+            aws,
+            alice,
+            Status.FAILED,
+            now,
+            hours_ago=4.5,
+            outcomes=("",),
+            error="reaped: no progress for more than 10 minutes",
         ),
         _execution(aws, alice, Status.CANCELLED, now, hours_ago=20, cancelled_by=purchaser.email),
         _execution(gcp, None, Status.EXPIRED, now, hours_ago=24 * 10),
@@ -173,11 +201,55 @@ def seed(session: Session, *, now: datetime) -> SeedResult | None:
     session.flush()
     first.retry_execution_id, second.retry_execution_id = second.execution_id, third.execution_id
     session.flush()
+    _record_purchases(session, [*rows, first, second, third])
+    pending = [row for row in [*rows, third] if row.status == Status.PENDING]
     return SeedResult(
         logins=[(email, group or "defaults only") for email, group in DEMO_USERS],
         accounts=[aws, azure, gcp],
         executions=len(rows) + 3,
+        links=[link for row in pending for link in _links(session, row, settings, now=now)],
     )
+
+
+def _record_purchases(session: Session, rows: list[PurchaseExecution]) -> None:
+    """The ledger entries of what the demo rows bought (each row is its own lineage's
+    root, except the chain, which bought nothing)."""
+    session.add_all(
+        ProviderPurchase(
+            idempotency_key=purchasing.ledger_key(row.execution_id, index),
+            execution_id=row.execution_id,
+            item_index=index,
+            provider=str(item["provider"]),
+            purchase_id=item["purchase_id"],
+            purchased_at=row.completed_at or row.updated_at,
+        )
+        for row in rows
+        for index, item in enumerate(row.recommendations)
+        if item.get("purchased")
+    )
+    session.flush()
+
+
+def _links(
+    session: Session, row: PurchaseExecution, settings: Settings, *, now: datetime
+) -> list[str]:
+    """Approve and cancel links for a pending row, as its approval email would carry."""
+    recipient = row.cloud_account.contact_email if row.cloud_account else None
+    links = []
+    for action in ("approve", "cancel"):
+        token, token_hash = new_token()
+        session.add(
+            ApprovalToken(
+                token_hash=token_hash,
+                execution_id=row.execution_id,
+                action=action,
+                recipient=recipient or DEMO_USERS[0][0],
+                expires_at=now + timedelta(hours=settings.approval_token_ttl_hours),
+            )
+        )
+        links.append(f"{settings.app_base_url}/purchases/{action}/{row.execution_id}?token={token}")
+    session.flush()
+    return links
 
 
 def _recommendations(account: CloudAccount) -> list[dict[str, Any]]:
@@ -237,10 +309,19 @@ def _execution(
     error: str | None = None,
     approved_by: str | None = None,
     cancelled_by: str | None = None,
-    done: bool = False,
+    outcomes: tuple[str, ...] = (),
 ) -> PurchaseExecution:
+    """`outcomes`: one per item the executor got to, "" for bought, else the error."""
     created = now - timedelta(hours=hours_ago)
     recommendations = _recommendations(account)
+    for index, failure in enumerate(outcomes):
+        item = recommendations[index]
+        recommendations[index] = (
+            purchasing.failed(item, failure)
+            if failure
+            else purchasing.purchased(item, f"demo-{account.provider}-{uuid.uuid4().hex[:12]}")
+        )
+    done = bool(outcomes)
     return PurchaseExecution(
         plan_id=plan.id if plan else None,
         step_number=plan.current_step if plan else 1,

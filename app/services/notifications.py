@@ -1,14 +1,19 @@
-"""The approval email (SPEC section 4), through the outbox: owed, claimed, settled once.
+"""The emails about an execution, through the outbox: owed, claimed, settled once.
 
-The need for an email is recorded in the transaction that creates it (`owe_approval_email`,
-by the retry's writes), so it is never lost. A task then `claim`s it with a conditional
-UPDATE, so no two tasks send it at once, and commits the claim and the links' tokens
-before it talks to the SMTP server, with no transaction (and no SQLite write lock) held
-while it waits. `record_sent` or `record_failure` settles the attempt: sent, failed for
-good (the execution fails with the reason), or queued again after a backoff, during
-which no other task may claim it. Beat hands a notification to a new task only when its
-task was lost or its worker died mid-send (`app.domain.outbox`); that second task sends
-a second copy with tokens of its own, so the links of every copy work.
+Two kinds (`app.domain.outbox.NotificationKind`): the approval email (SPEC section 4),
+owed with a pending successor, and the outcome email, owed in the transaction that
+ends an execution. Recording the need in the transaction that creates it
+(`owe_approval_email`, `owe_outcome_email`) means it is never lost. A task then claims
+it (`claim_approval_email`, `claim_outcome_email`, both through `_claim`'s conditional
+UPDATE, so no two tasks send it at once) and commits the claim, and an approval
+email's link tokens, before it talks to the SMTP server, with no transaction (and no
+SQLite write lock) held while it waits. `record_sent` or `record_failure` settles the
+attempt: sent, failed for good, or queued again after a backoff, during which no other
+task may claim it. Failing for good fails a pending execution, which cannot be
+approved without its email; an ended execution is left as it is. Beat hands a
+notification to a new task only when its task was lost or its worker died mid-send
+(`app.domain.outbox`); that second task sends a second copy (an approval email's with
+tokens of its own, so the links of every copy work).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from app.config import Settings
 from app.db import UTCDateTime
 from app.domain.outbox import (
     LOST_AFTER,
+    SENDABLE_WHILE,
     SENDING_STALE_AFTER,
     NotificationKind,
     NotificationState,
@@ -43,27 +49,33 @@ from app.models import (
     PurchaseExecution,
     User,
 )
-from app.services import approval_email, audit, transitions
+from app.services import approval_email, audit, outcome_email, transitions
 
 FROM_EMAIL_MISSING = "FROM_EMAIL not configured for this deployment"
 NO_RECIPIENT = (
     "no recipient for the approval email: the account has no contact_email "
     "and the execution no creator"
 )
+NO_OUTCOME_RECIPIENT = (
+    "no recipient for the outcome email: the execution has no creator "
+    "and the account no contact_email"
+)
 APPROVAL = NotificationKind.APPROVAL.value
+OUTCOME = NotificationKind.OUTCOME.value
 
 
 @dataclass(frozen=True)
 class OutgoingEmail:
-    """A claimed approval email, ready to hand to the SMTP server."""
+    """A claimed email, ready to hand to the SMTP server."""
 
     notification_id: uuid.UUID
+    kind: NotificationKind
     execution_id: uuid.UUID
     attempt: int
     recipient: str
     message: MIMEMultipart
-    token_hashes: tuple[str, ...]  # approve, cancel
-    expires_at: datetime
+    token_hashes: tuple[str, ...] = ()  # an approval email's approve and cancel links
+    expires_at: datetime | None = None
 
 
 def new_token() -> tuple[str, str]:
@@ -80,6 +92,12 @@ def owe_approval_email(session: Session, execution_id: uuid.UUID, *, now: dateti
     """Record that `execution_id` needs its approval email (in the caller's transaction),
     due now by the worker's clock, the clock every claim compares against."""
     session.add(Notification(execution_id=execution_id, kind=APPROVAL, due_at=now))
+
+
+def owe_outcome_email(session: Session, execution_id: uuid.UUID, *, now: datetime) -> None:
+    """Record that the ended `execution_id` needs its outcome email (in the transaction
+    that settles it)."""
+    session.add(Notification(execution_id=execution_id, kind=OUTCOME, due_at=now))
 
 
 def owe_missing_approval_emails(
@@ -117,34 +135,30 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def lost_approval_emails(session: Session, *, now: datetime) -> list[uuid.UUID]:
-    """Executions whose approval email has no task working on it: still queued
-    `LOST_AFTER` past due, or claimed by a worker presumed dead."""
-    return list(
-        session.scalars(
-            select(Notification.execution_id)
-            .where(Notification.kind == APPROVAL, _claimable(now - LOST_AFTER))
-            .order_by(Notification.due_at)
-            .limit(1000)
-        )
+def lost_emails(session: Session, *, now: datetime) -> list[tuple[NotificationKind, uuid.UUID]]:
+    """Emails (kind, execution) with no task working on them: still queued `LOST_AFTER`
+    past due, or claimed by a worker presumed dead."""
+    rows = session.execute(
+        select(Notification.kind, Notification.execution_id)
+        .where(_claimable(now - LOST_AFTER))
+        .order_by(Notification.due_at)
+        .limit(1000)
     )
+    return [(NotificationKind(kind), execution_id) for kind, execution_id in rows]
 
 
-def claim_approval_email(
-    session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
-) -> OutgoingEmail | None:
-    """Claim the execution's approval email and prepare it, or settle it at once.
-
-    None when there is nothing to send now: no such notification, another task holds
-    it or it waits for its backoff, it is settled, the execution is no longer pending
-    (skipped), or it cannot be sent (the execution fails with the reason: no
-    FROM_EMAIL, malformed recommendations, no recipient).
-    """
+def _claim(
+    session: Session, execution_id: uuid.UUID, kind: NotificationKind, *, now: datetime
+) -> tuple[Notification, PurchaseExecution] | None:
+    """Claim the execution's email of `kind` with a conditional UPDATE, so no two tasks
+    send it at once. None when there is nothing to send now: no such notification,
+    another task holds it or it waits for its backoff, it is settled, or the execution
+    is past the point the email is about (settled `skipped`)."""
     notification = session.scalars(
         update(Notification)
         .where(
             Notification.execution_id == execution_id,
-            Notification.kind == APPROVAL,
+            Notification.kind == kind.value,
             _claimable(now),
         )
         .values(
@@ -159,11 +173,27 @@ def claim_approval_email(
     if notification is None:
         return None
     execution = session.get(PurchaseExecution, execution_id, populate_existing=True)
-    if execution is None or execution.status != Status.PENDING:
+    if execution is None or execution.status not in SENDABLE_WHILE[kind]:
         _settle(notification, NotificationState.SKIPPED, now)
         return None
+    return notification, execution
+
+
+def claim_approval_email(
+    session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
+) -> OutgoingEmail | None:
+    """Claim the execution's approval email and prepare it, or settle it at once.
+
+    None when there is nothing to send now (see `_claim`), or when it cannot be sent:
+    the execution fails with the reason (no FROM_EMAIL, malformed recommendations, no
+    recipient).
+    """
+    claimed = _claim(session, execution_id, NotificationKind.APPROVAL, now=now)
+    if claimed is None:
+        return None
+    notification, execution = claimed
     account = execution.cloud_account
-    recipient = _recipient(session, execution, account)
+    recipient = _contact_email(account) or _creator_email(session, execution)
     problem = (
         FROM_EMAIL_MISSING
         if not settings.from_email
@@ -171,27 +201,21 @@ def claim_approval_email(
         or (NO_RECIPIENT if recipient is None else None)
     )
     if problem is not None:
-        _fail(session, notification, problem, now=now)
+        _give_up(session, notification, problem, now=now)
         return None
     assert recipient is not None
     expires_at = now + timedelta(hours=settings.approval_token_ttl_hours)
-    approve, approve_hash = new_token()
-    cancel, cancel_hash = new_token()
+    (approve, approve_hash), (cancel, cancel_hash) = new_token(), new_token()
+    # The recipient is recorded with each link: acting by it names them as the approver.
     session.add_all(
-        [
-            ApprovalToken(
-                token_hash=approve_hash,
-                execution_id=execution_id,
-                action="approve",
-                expires_at=expires_at,
-            ),
-            ApprovalToken(
-                token_hash=cancel_hash,
-                execution_id=execution_id,
-                action="cancel",
-                expires_at=expires_at,
-            ),
-        ]
+        ApprovalToken(
+            token_hash=token_hash,
+            execution_id=execution_id,
+            action=action,
+            recipient=recipient,
+            expires_at=expires_at,
+        )
+        for action, token_hash in (("approve", approve_hash), ("cancel", cancel_hash))
     )
     message = approval_email.render(
         execution,
@@ -200,25 +224,66 @@ def claim_approval_email(
         recipient=recipient,
         links=approval_email.links_for(execution, approve, cancel, settings),
     )
-    return OutgoingEmail(
-        notification_id=notification.id,
-        execution_id=execution_id,
-        attempt=notification.attempts,
-        recipient=recipient,
-        message=message,
+    return _outgoing(
+        notification,
+        recipient,
+        message,
         token_hashes=(approve_hash, cancel_hash),
         expires_at=expires_at,
     )
 
 
+def claim_outcome_email(
+    session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
+) -> OutgoingEmail | None:
+    """Claim the ended execution's outcome email and prepare it, or settle it at once.
+
+    It goes to the creator, who started the purchase and waits to hear how it went,
+    else the account's contact (the approval email asks the contact first: the contact
+    decides). With no FROM_EMAIL or no recipient the email fails for good, with the
+    reason in its `error` and the audit trail; the execution has ended and stays as it
+    is.
+    """
+    claimed = _claim(session, execution_id, NotificationKind.OUTCOME, now=now)
+    if claimed is None:
+        return None
+    notification, execution = claimed
+    account = execution.cloud_account
+    recipient = _creator_email(session, execution) or _contact_email(account)
+    problem = (
+        FROM_EMAIL_MISSING
+        if not settings.from_email
+        else (NO_OUTCOME_RECIPIENT if recipient is None else None)
+    )
+    if problem is not None:
+        _give_up(session, notification, problem, now=now)
+        return None
+    assert recipient is not None
+    message = outcome_email.render(execution, account, settings=settings, recipient=recipient)
+    return _outgoing(notification, recipient, message)
+
+
 def record_sent(session: Session, email: OutgoingEmail, *, now: datetime) -> None:
-    """The SMTP server accepted the message: the notification is sent, and the
-    execution says when (the first copy) and which approve link is the latest."""
+    """The SMTP server accepted the message: the notification is sent, and for an
+    approval email the execution says when (the first copy) and which approve link is
+    the latest."""
     session.execute(
         update(Notification)
         .where(Notification.id == email.notification_id)
         .values(state=NotificationState.SENT.value, sent_at=now, error=None, updated_at=now)
     )
+    audit.record(
+        session,
+        f"{email.kind.value}_email.sent",
+        execution_id=email.execution_id,
+        details={
+            "to": email.recipient,
+            "message_id": email.message["Message-ID"],
+            "attempt": email.attempt,
+        },
+    )
+    if email.kind is not NotificationKind.APPROVAL:
+        return
     session.execute(
         update(PurchaseExecution)
         .where(PurchaseExecution.execution_id == email.execution_id)
@@ -229,16 +294,6 @@ def record_sent(session: Session, email: OutgoingEmail, *, now: datetime) -> Non
             approval_token_hash=email.token_hashes[0],
             approval_token_expires_at=email.expires_at,
         )
-    )
-    audit.record(
-        session,
-        "approval_email.sent",
-        execution_id=email.execution_id,
-        details={
-            "to": email.recipient,
-            "message_id": email.message["Message-ID"],
-            "attempt": email.attempt,
-        },
     )
 
 
@@ -254,9 +309,12 @@ def record_failure(
 
     Returns the seconds to wait before the next attempt of a transient failure, or
     None when the email has failed for good: a permanent refusal, or the last attempt
-    (`EMAIL_MAX_RETRIES`). The execution then fails with `send failed: <reply>`.
+    (`EMAIL_MAX_RETRIES`); with `send failed: <reply>`, a pending execution fails.
     """
-    session.execute(delete(ApprovalToken).where(ApprovalToken.token_hash.in_(email.token_hashes)))
+    if email.token_hashes:
+        session.execute(
+            delete(ApprovalToken).where(ApprovalToken.token_hash.in_(email.token_hashes))
+        )
     notification = session.get(Notification, email.notification_id, populate_existing=True)
     assert notification is not None
     if not failure.permanent and not gives_up(email.attempt, settings.email_max_retries):
@@ -266,14 +324,24 @@ def record_failure(
         notification.error = failure.reply
         notification.updated_at = now
         return wait
-    _fail(session, notification, f"send failed: {failure.reply}", now=now)
+    _give_up(session, notification, f"send failed: {failure.reply}", now=now)
     return None
 
 
-def _fail(session: Session, notification: Notification, reason: str, *, now: datetime) -> None:
-    """The email will not be sent: the execution fails with `reason` (leaving `pending`,
-    it loses its suppressions; its lineage stays)."""
+def _give_up(session: Session, notification: Notification, reason: str, *, now: datetime) -> None:
+    """The email will not be sent. Without its approval email a pending execution
+    cannot be approved: it fails with `reason` (leaving `pending`, it loses its
+    suppressions; its lineage stays). An ended execution stays as it is; the trail
+    says why its outcome email never came."""
     _settle(notification, NotificationState.FAILED, now, error=reason)
+    if notification.kind != APPROVAL:
+        audit.record(
+            session,
+            f"{notification.kind}_email.failed",
+            execution_id=notification.execution_id,
+            details={"error": reason, "attempt": notification.attempts},
+        )
+        return
     transitions.move(
         session,
         PurchaseExecution.execution_id == notification.execution_id,
@@ -298,31 +366,34 @@ def _settle(
     notification.updated_at = now
 
 
-def token_opens(
-    session: Session, execution_id: uuid.UUID, action: str, token: str, *, now: datetime
-) -> bool:
-    """Whether `token` is a live link of some copy of the execution's email for `action`.
-
-    Looked up by its hash (the index makes the comparison one of equal digests, not of
-    secrets); unknown, expired, used, another action's or another row's token is not.
-    """
-    found = session.get(ApprovalToken, hash_token(token))
-    return (
-        found is not None
-        and found.execution_id == execution_id
-        and found.action == action
-        and found.used_at is None
-        and found.expires_at > now
+def _outgoing(
+    notification: Notification,
+    recipient: str,
+    message: MIMEMultipart,
+    *,
+    token_hashes: tuple[str, ...] = (),
+    expires_at: datetime | None = None,
+) -> OutgoingEmail:
+    """The claimed `notification` as the task hands it on: the attempt it is, and what
+    `record_sent` / `record_failure` need to settle it without loading it again."""
+    return OutgoingEmail(
+        notification_id=notification.id,
+        kind=NotificationKind(notification.kind),
+        execution_id=notification.execution_id,
+        attempt=notification.attempts,
+        recipient=recipient,
+        message=message,
+        token_hashes=token_hashes,
+        expires_at=expires_at,
     )
 
 
-def _recipient(
-    session: Session, execution: PurchaseExecution, account: CloudAccount | None
-) -> str | None:
-    if account is not None and account.contact_email:
-        return account.contact_email
-    if execution.created_by_user_id is not None:
-        creator = session.get(User, execution.created_by_user_id)
-        if creator is not None:
-            return creator.email
-    return None
+def _contact_email(account: CloudAccount | None) -> str | None:
+    return account.contact_email if account is not None and account.contact_email else None
+
+
+def _creator_email(session: Session, execution: PurchaseExecution) -> str | None:
+    if execution.created_by_user_id is None:
+        return None
+    creator = session.get(User, execution.created_by_user_id)
+    return creator.email if creator is not None else None

@@ -21,10 +21,10 @@ from app import background, get_settings
 from app.config import Settings
 from app.db import new_uuid, unit_of_work
 from app.domain.errors import DomainError
-from app.domain.inputs import parse_uuid
 from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy, retry_refusal
 from app.models import PurchaseExecution, RetryRequest
+from app.providers import ProviderRegistry, current_registry
 from app.services import audit, successors
 from app.services.executions import find_execution
 from app.services.identity import load_active_user, principal_for
@@ -34,13 +34,16 @@ RETRY_TASK = "purchases.retry_execution"
 
 def current_policy() -> RetryPolicy:
     """The policy of the app in the current context."""
-    return policy_from(get_settings())
+    return policy_from(get_settings(), current_registry())
 
 
-def policy_from(settings: Settings) -> RetryPolicy:
+def policy_from(settings: Settings, registry: ProviderRegistry) -> RetryPolicy:
+    """Redrive safety comes from the registry; `REDRIVE_UNSAFE_PROVIDERS` only adds to
+    the unsafe set."""
     return RetryPolicy(
         threshold=settings.retry_threshold,
         extra_hints=settings.ops_hints_extra,
+        redrivable_providers=registry.redrivable(),
         redrive_unsafe_providers=settings.redrive_unsafe_providers,
     )
 
@@ -63,7 +66,7 @@ def ask_for_retry(
             "retry.refused",
             refusal,
             actor=principal,
-            execution_id=_existing_id(raw_execution_id, refusal),
+            execution_id=audit.refused_execution_id(raw_execution_id, refusal),
             force=force,
         )
         raise
@@ -247,14 +250,6 @@ def _settle(
         request.error = refusal.message
         request.refusal_status = refusal.status
         request.details = dict(refusal.details)
-
-
-def _existing_id(raw: str | uuid.UUID, refusal: DomainError) -> uuid.UUID | None:
-    """The execution a refusal is about, for the audit trail: None when the id was
-    malformed (400) or names no execution (404); the message says which."""
-    if refusal.status in (400, 404):
-        return None
-    return raw if isinstance(raw, uuid.UUID) else parse_uuid(raw)
 
 
 def request_outcome(request: RetryRequest) -> dict[str, Any]:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import pytest
 from sqlalchemy import func, select
 
 from app.domain.statuses import Status
-from app.models import CloudAccount, Group, PurchaseExecution, PurchasePlan, User
+from app.models import (
+    CloudAccount,
+    Group,
+    ProviderPurchase,
+    PurchaseExecution,
+    PurchasePlan,
+    User,
+)
 
 
 @pytest.fixture
@@ -102,3 +112,38 @@ def test_demo_seed_covers_every_state_once(cli, db_session):
     assert again.exit_code == 0
     assert "already present" in again.output
     assert db_session.scalar(select(func.count()).select_from(PurchaseExecution)) == before
+
+
+def test_demo_seed_prints_working_approval_links_and_records_what_was_bought(
+    app, cli, db_session, redis_db
+):
+    result = cli.invoke(args=["demo", "seed"])
+    assert result.exit_code == 0, result.output
+    links = re.findall(r"http://\S+/purchases/(approve|cancel)/(\S+)\?token=(\S+)", result.output)
+    pending = set(
+        db_session.scalars(
+            select(PurchaseExecution.execution_id).where(PurchaseExecution.status == "pending")
+        )
+    )
+    assert {uuid.UUID(execution_id) for _, execution_id, _ in links} == pending
+    assert sorted(action for action, _, _ in links) == sorted(["approve", "cancel"] * len(pending))
+
+    _, execution_id, token = next(link for link in links if link[0] == "approve")
+    client = app.test_client()
+    page = client.get(f"/purchases/approve/{execution_id}?token={token}")
+    assert page.status_code == 200 and "Approve this purchase?" in page.text
+    done = client.post(f"/purchases/approve/{execution_id}", data={"token": token})
+    assert done.status_code == 200, done.text
+    approved = db_session.get(PurchaseExecution, uuid.UUID(execution_id), populate_existing=True)
+    assert approved.status == "approved"
+
+    finished = db_session.scalars(
+        select(PurchaseExecution).where(
+            PurchaseExecution.status.in_(["completed", "partially_completed"])
+        )
+    ).all()
+    bought = {
+        item["purchase_id"] for row in finished for item in row.recommendations if item["purchased"]
+    }
+    ledger = set(db_session.scalars(select(ProviderPurchase.purchase_id)))
+    assert bought and bought <= ledger

@@ -10,14 +10,21 @@ from email.policy import default as default_policy
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import select
 
 from app.db import utcnow
 from app.domain.outbox import LOST_AFTER, SENDING_STALE_AFTER
 from app.domain.statuses import Status
 from app.mail import SendFailure, send_message
-from app.models import Notification, PurchaseExecution
+from app.models import ApprovalToken, Notification, PurchaseExecution
 from app.services import maintenance, notifications
-from tests.factories import make_account, make_execution, make_user, recommendation
+from tests.factories import (
+    link_opens,
+    make_account,
+    make_execution,
+    make_user,
+    recommendation,
+)
 
 
 @pytest.fixture
@@ -39,6 +46,15 @@ def owed_row(session) -> PurchaseExecution:
     notifications.owe_approval_email(session, row.execution_id, now=utcnow())
     session.flush()
     return row
+
+
+def lost_approval_emails(session, *, now, after) -> list:
+    """The executions whose approval email beat would queue again."""
+    return [
+        execution_id
+        for kind, execution_id in maintenance.lost_emails(session, now=now, after=after)
+        if kind == "approval"
+    ]
 
 
 def token_in(envelope, action: str) -> str:
@@ -85,7 +101,7 @@ def test_beat_leaves_an_email_in_backoff_alone_and_takes_a_lost_one(db_session, 
     wait = notifications.record_failure(db_session, email, failure, settings=long_wait, now=now)
     assert wait == 600  # each wait is capped at 10 minutes
     during = now + timedelta(minutes=9)
-    assert maintenance.lost_approval_emails(db_session, now=during, after=timedelta(0)) == []
+    assert lost_approval_emails(db_session, now=during, after=timedelta(0)) == []
     assert (
         notifications.claim_approval_email(
             db_session, row.execution_id, settings=outbox, now=during
@@ -93,9 +109,7 @@ def test_beat_leaves_an_email_in_backoff_alone_and_takes_a_lost_one(db_session, 
         is None
     )
     lost = now + timedelta(seconds=wait) + LOST_AFTER + timedelta(seconds=1)
-    assert maintenance.lost_approval_emails(db_session, now=lost, after=timedelta(0)) == [
-        row.execution_id
-    ]
+    assert lost_approval_emails(db_session, now=lost, after=timedelta(0)) == [row.execution_id]
 
 
 def test_a_copy_sent_twice_after_a_crash_has_links_that_work_in_both(db_session, outbox, mailbox):
@@ -110,9 +124,9 @@ def test_a_copy_sent_twice_after_a_crash_has_links_that_work_in_both(db_session,
     )
     send_message(outbox, first.message)  # ... and the worker dies here
     stale = now + SENDING_STALE_AFTER + timedelta(seconds=1)
-    assert maintenance.lost_approval_emails(
-        db_session, now=stale + LOST_AFTER, after=timedelta(0)
-    ) == [row.execution_id]
+    assert lost_approval_emails(db_session, now=stale + LOST_AFTER, after=timedelta(0)) == [
+        row.execution_id
+    ]
     second = notifications.claim_approval_email(
         db_session, row.execution_id, settings=outbox, now=stale
     )
@@ -124,14 +138,12 @@ def test_a_copy_sent_twice_after_a_crash_has_links_that_work_in_both(db_session,
     for envelope in mailbox.messages:
         for action in ("approve", "cancel"):
             token = token_in(envelope, action)
-            assert notifications.token_opens(db_session, row.execution_id, action, token, now=stale)
+            assert link_opens(db_session, row.execution_id, action, token, now=stale)
             other = "cancel" if action == "approve" else "approve"
-            assert not notifications.token_opens(
-                db_session, row.execution_id, other, token, now=stale
-            )
-            assert not notifications.token_opens(db_session, uuid.uuid4(), action, token, now=stale)
+            assert not link_opens(db_session, row.execution_id, other, token, now=stale)
+            assert not link_opens(db_session, uuid.uuid4(), action, token, now=stale)
     expired = now + timedelta(hours=outbox.approval_token_ttl_hours, seconds=1)
-    assert not notifications.token_opens(
+    assert not link_opens(
         db_session,
         row.execution_id,
         "approve",
@@ -157,3 +169,17 @@ def test_malformed_recommendations_fail_the_row_with_the_reason(
     failed = db_session.get(PurchaseExecution, row.execution_id, populate_existing=True)
     assert failed.status == Status.FAILED
     assert failed.error.startswith("malformed recommendations:")
+
+
+def test_each_link_records_the_recipient_the_link_page_names_as_approver(db_session, outbox):
+    row = owed_row(db_session)
+    email = notifications.claim_approval_email(
+        db_session, row.execution_id, settings=outbox, now=utcnow()
+    )
+    tokens = db_session.scalars(
+        select(ApprovalToken).where(ApprovalToken.token_hash.in_(email.token_hashes))
+    )
+    assert sorted((token.action, token.recipient) for token in tokens) == [
+        ("approve", "finops@example.com"),
+        ("cancel", "finops@example.com"),
+    ]

@@ -19,9 +19,9 @@ from app.models import (
     AuditEvent,
     PurchaseExecution,
 )
-from app.services import notifications, retry, successors
+from app.services import retry, successors
 from app.services.identity import principal_for
-from tests.factories import make_user
+from tests.factories import link_opens, make_user
 from tests.integration.tasks.flows import (
     email_settled,
     execution,
@@ -69,7 +69,7 @@ def test_retry_through_the_worker_sends_one_approval_email(committed_db, celery_
         for action, token in links.items():
             assert stored[action].token_hash == hashlib.sha256(token.encode()).hexdigest()
             assert token not in stored[action].token_hash
-            assert notifications.token_opens(
+            assert link_opens(
                 session, successor.execution_id, action, token, now=successor.notification_sent_at
             )
     # The links expire 168 hours after they were made, just before the message was sent.

@@ -1,0 +1,88 @@
+"""The approval email's link pages (SPEC section 4): `/purchases/{approve|cancel}/<id>
+?token=...`. They need no session: the token is the authority.
+
+GET shows what the link would do (the account, the totals, one line per
+recommendation) and a confirm button, and changes nothing: mail scanners open links.
+POST acts, once. Every refusal (unknown, tampered, expired or used link, another row's
+or action's, a row no longer pending) is a page saying so, with nothing changed. Both
+are rate limited per client address (`LINK_RATE_LIMIT`), and keep the token out of
+caches and Referer headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, render_template, request
+from flask_limiter import RouteLimit
+from werkzeug.exceptions import TooManyRequests
+from werkzeug.wrappers import Response
+
+from app import get_settings
+from app.db import db, utcnow
+from app.domain.errors import DomainError
+from app.domain.rbac import Action
+from app.extensions import csrf, limiter
+from app.http import render_domain_error
+from app.services import approvals
+from app.services.purchase_summary import summarize
+
+blueprint = Blueprint("links", __name__)
+ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
+TOO_MANY = "too many attempts from your address: wait, then try again"
+
+
+def link_rate_limit(exempt_when: Callable[[], bool] | None = None) -> RouteLimit:
+    """One budget per client address for every way a link's token is tried (these pages
+    and the API's token path), so guessing cannot spread over endpoints."""
+    return limiter.shared_limit(
+        lambda: get_settings().link_rate_limit,
+        scope="approval-links",
+        exempt_when=exempt_when,
+        error_message=TOO_MANY,
+    )
+
+
+def init_app(app: Flask) -> None:
+    csrf.exempt(blueprint)  # the token in the form is the secret a forged form lacks
+    app.register_blueprint(blueprint)
+    app.jinja_env.globals["summarize"] = summarize
+
+
+@blueprint.get("/purchases/<any(approve, cancel):action>/<path:execution_id>")
+@link_rate_limit()
+def confirm(action: str, execution_id: str) -> str:
+    """What the link would do, and a button to do it; changes nothing."""
+    decision = ACTIONS[action]
+    token = request.args.get("token")
+    check = approvals.check_link(db.session(), execution_id, decision, token, now=utcnow())
+    return render_template(
+        "links/confirm.html",
+        action=action,
+        execution=check.execution,
+        recipient=check.recipient,
+        token=token,
+    )
+
+
+@blueprint.post("/purchases/<any(approve, cancel):action>/<path:execution_id>")
+@link_rate_limit()
+def act(action: str, execution_id: str) -> str:
+    """Approve or cancel, consuming the link."""
+    decision = ACTIONS[action]
+    token = request.form.get("token") or request.args.get("token")
+    execution = approvals.decide_by_link(execution_id, decision, token)
+    return render_template("links/done.html", action=action, execution=execution)
+
+
+@blueprint.after_request
+def _keep_token_private(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@blueprint.errorhandler(TooManyRequests)
+def _too_many(error: TooManyRequests) -> Response:
+    return render_domain_error(DomainError(429, TOO_MANY))

@@ -1,0 +1,212 @@
+"""Approving and cancelling a pending execution (SPEC section 4), by a signed-in user
+(panel, JSON API, CLI) or by the link of an approval email.
+
+Each decision is one unit of work: check (`app.domain.approvals`), then one conditional
+move out of `pending` (`transitions.move`), so of an approve and a cancel (or two
+approves) racing on one row exactly one wins, on PostgreSQL and on SQLite; the loser
+is refused with 409 and the row's current status. A refusal rolls back and is audited
+on its own. An approval queues the executor after the commit, never before.
+
+A link's token opens one action on one execution until it expires or is used: it is
+looked up by its SHA-256 (only hashes are stored), compared in constant time, and
+consumed in the transaction that acts, so a refusal of the action leaves it unused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app import background, get_settings
+from app.db import unit_of_work, utcnow
+from app.domain.approvals import (
+    DECISIONS,
+    ApprovalPolicy,
+    decision_refusal,
+    four_eyes_refusal,
+    state_refusal,
+)
+from app.domain.errors import DomainError
+from app.domain.rbac import Action, Principal
+from app.domain.statuses import Status
+from app.models import ApprovalToken, PurchaseExecution
+from app.services import audit, transitions
+from app.services.executions import find_execution
+from app.services.identity import find_user_by_email
+from app.services.notifications import hash_token
+
+EXECUTE_TASK = "purchases.execute"
+INVALID_LINK = "this link is not valid: use the latest approval email for this execution"
+
+
+def current_policy() -> ApprovalPolicy:
+    """The policy of the app in the current context."""
+    return ApprovalPolicy(require_different_approver=get_settings().require_different_approver)
+
+
+def decide(
+    principal: Principal, raw_execution_id: str | uuid.UUID, action: Action
+) -> PurchaseExecution:
+    """A signed-in user approves or cancels: 400, 404, 403 (RBAC, four-eyes), 409
+    (not pending, or another decision won first), each refusal audited."""
+    try:
+        with unit_of_work() as session:
+            execution = find_execution(session, raw_execution_id)
+            refusal = decision_refusal(principal, action, execution, current_policy())
+            if refusal is not None:
+                raise refusal
+            decided = _move(session, execution, action, actor=principal, via="session")
+    except DomainError as refusal:
+        _audit_refusal(refusal, action, principal, raw_execution_id)
+        raise
+    _after_commit(decided)
+    return decided
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """What a valid link opens: the execution, and who the email went to."""
+
+    execution: PurchaseExecution
+    recipient: str
+
+
+def check_link(
+    session: Session, raw_execution_id: str, action: Action, token: str | None, *, now: datetime
+) -> LinkCheck:
+    """Everything the link's page shows and the POST acts on, refusing in the retry's
+    order: 400 malformed id, 404 unknown, 403 the token does not open this action on
+    this row (unknown, tampered, another row's or action's, expired, used) or the
+    four-eyes rule, 409 the row is no longer pending. Changes nothing."""
+    execution = find_execution(session, raw_execution_id)
+    found = _token_row(session, token)
+    if (
+        found is None
+        or found.execution_id != execution.execution_id
+        or found.action != action.value
+    ):
+        raise DomainError(403, INVALID_LINK)
+    if found.used_at is not None:
+        used = f"{found.used_at:%Y-%m-%d %H:%M} UTC"
+        raise DomainError(403, f"this link has already been used (at {used})")
+    if found.expires_at <= now:
+        raise DomainError(403, "this link has expired: ask for a new purchase approval")
+    recipient = found.recipient or "approval email link"
+    approver = find_user_by_email(session, recipient) if found.recipient else None
+    refusal = four_eyes_refusal(
+        action, approver.id if approver else None, execution.created_by_user_id, current_policy()
+    ) or state_refusal(action, execution)
+    if refusal is not None:
+        raise refusal
+    return LinkCheck(execution, recipient)
+
+
+def decide_by_link(raw_execution_id: str, action: Action, token: str | None) -> PurchaseExecution:
+    """The email link's POST: check as `check_link`, consume the token and act, in one
+    unit of work; the email's recipient is recorded as the one who decided."""
+    actor = Principal(None, "approval email link", frozenset())
+    try:
+        with unit_of_work() as session:
+            now = utcnow()
+            check = check_link(session, raw_execution_id, action, token, now=now)
+            actor = Principal(None, check.recipient, frozenset())
+            assert token is not None
+            consumed = session.execute(
+                update(ApprovalToken)
+                .where(
+                    ApprovalToken.token_hash == hash_token(token), ApprovalToken.used_at.is_(None)
+                )
+                .values(used_at=now)
+            )
+            if consumed.rowcount != 1:  # another click of the same link got there first
+                raise DomainError(403, "this link has already been used")
+            decided = _move(session, check.execution, action, actor=actor, via="link")
+    except DomainError as refusal:
+        _audit_refusal(refusal, action, actor, raw_execution_id, via="link")
+        raise
+    _after_commit(decided)
+    return decided
+
+
+def decision_as_dict(execution: PurchaseExecution) -> dict[str, object]:
+    """What the API answers for a decision made."""
+    return {
+        "execution_id": str(execution.execution_id),
+        "status": execution.status,
+        "approved_by": execution.approved_by,
+        "cancelled_by": execution.cancelled_by,
+    }
+
+
+def _move(
+    session: Session, execution: PurchaseExecution, action: Action, *, actor: Principal, via: str
+) -> PurchaseExecution:
+    """The decision's one conditional write; 409 with the current status if the row left
+    `pending` since it was read (a concurrent decision won)."""
+    target = DECISIONS[action]
+    values: dict[str, object] = (
+        {"approved_by": actor.email, "approved_by_user_id": actor.user_id}
+        if action is Action.APPROVE
+        else {"cancelled_by": actor.email}
+    )
+    moved = transitions.move(
+        session,
+        PurchaseExecution.execution_id == execution.execution_id,
+        sources={Status.PENDING},
+        target=target,
+        now=utcnow(),
+        action=f"execution.{target.value}",
+        actor=actor,
+        details={"via": via},
+        values=values,
+    )
+    current = find_execution(session, execution.execution_id)
+    if not moved:
+        refusal = state_refusal(action, current)
+        raise refusal or RuntimeError("the decision matched no row, yet the row is pending")
+    return current
+
+
+def _after_commit(execution: PurchaseExecution) -> None:
+    if execution.status == Status.APPROVED:
+        enqueue_execution(execution.execution_id)
+
+
+def enqueue_execution(execution_id: uuid.UUID) -> None:
+    """Hand an approved execution to the executor (ids only). Should the broker be
+    unreachable, beat queues approved rows that have not started."""
+    background.enqueue(EXECUTE_TASK, [str(execution_id)])
+
+
+def _token_row(session: Session, token: str | None) -> ApprovalToken | None:
+    if not token or len(token) > 200:
+        return None
+    digest = hash_token(token)
+    found = session.get(ApprovalToken, digest, populate_existing=True)
+    # The lookup compares digests through the index; the explicit comparison is constant
+    # time, so nothing about a stored hash leaks through timing either way.
+    if found is None or not hmac.compare_digest(found.token_hash, digest):
+        return None
+    return found
+
+
+def _audit_refusal(
+    refusal: DomainError,
+    action: Action,
+    actor: Principal,
+    raw_execution_id: str | uuid.UUID,
+    *,
+    via: str = "session",
+) -> None:
+    audit.record_refusal(
+        f"execution.{action.value}_refused",
+        refusal,
+        actor=actor,
+        execution_id=audit.refused_execution_id(raw_execution_id, refusal),
+        via=via,
+    )
