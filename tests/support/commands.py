@@ -67,6 +67,30 @@ def start_worker(settings: Settings, name: str, **extra_env: str) -> subprocess.
     )
 
 
+def start_flower(settings: Settings, port: int, **extra_env: str) -> subprocess.Popen[str]:
+    """`celery -A tasks flower` as the Procfile starts it, on 127.0.0.1:`port`.
+
+    Flower 2 answers its HTTP API with 401 unless authentication is configured or its
+    environment has `FLOWER_UNAUTHENTICATED_API=true`; Flower options (`FLOWER_*`) go
+    in `extra_env`. Stop it with `stop_worker`.
+    """
+    return subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "tasks",
+            "flower",
+            "--address=127.0.0.1",
+            f"--port={port}",
+        ],
+        cwd=REPO,
+        env=product_env(settings, **extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def stop_worker(process: subprocess.Popen[str]) -> str:
     """Stop a worker started by `start_worker` (warm shutdown, then kill); its output."""
     process.terminate()
