@@ -65,6 +65,27 @@ def alice(db_session: Session) -> User:
 
 
 @pytest.fixture
+def bob(db_session: Session) -> User:
+    """In no group, like alice: the default permissions."""
+    return make_user(db_session, "bob@example.com")
+
+
+@pytest.fixture
+def purchaser(db_session: Session) -> User:
+    return make_user(db_session, "purchaser@example.com", groups=("Purchasers",))
+
+
+@pytest.fixture
+def admin(db_session: Session) -> User:
+    return make_user(db_session, "admin@example.com", groups=("Administrators",))
+
+
+@pytest.fixture
+def viewer(db_session: Session) -> User:
+    return make_user(db_session, "viewer@example.com", groups=("Read-only",))
+
+
+@pytest.fixture
 def live_server(app: Flask, committed_db: Session) -> Iterator[str]:
     """The app over real HTTP for one test; yields its base URL (no trailing slash)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)

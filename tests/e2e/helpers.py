@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from flask.testing import FlaskClient
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 from werkzeug.test import TestResponse
 
 from app.db import unit_of_work
@@ -77,3 +77,18 @@ def browser_sign_in(page: Page, base_url: str, email: str = EMAIL) -> None:
     page.goto(f"{base_url}/login")
     submit_login(page, email, PASSWORD)
     expect(page.locator("[data-current-user]")).to_have_text(email)
+
+
+def answer_next_dialog(page: Page, *, accept: bool) -> list[str]:
+    """Accept or dismiss the page's next confirm(); the list receives its message."""
+    prompts: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        prompts.append(dialog.message)
+        if accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.once("dialog", answer)
+    return prompts

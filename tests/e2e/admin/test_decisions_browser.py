@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
 from app.db import fresh_read, unit_of_work
@@ -23,7 +23,7 @@ from app.domain.statuses import Status
 from app.models import PurchaseExecution, PurchaseSuppression
 from app.services.approvals import EXECUTE_TASK
 from app.services.identity import find_user_by_email
-from tests.e2e.helpers import browser_sign_in, create_user
+from tests.e2e.helpers import answer_next_dialog, browser_sign_in, create_user
 from tests.factories import make_execution, make_suppression, recommendation
 
 pytestmark = pytest.mark.browser
@@ -72,21 +72,6 @@ def queued_executions(redis_db: redis.Redis) -> list[tuple[str, str]]:
 
 def row_of(page: Page, execution_id: uuid.UUID):
     return page.locator(f'td[data-row-actions="{execution_id}"]')
-
-
-def answer_next_dialog(page: Page, *, accept: bool) -> list[str]:
-    """Accept or dismiss the page's next confirm(); the list receives its message."""
-    prompts: list[str] = []
-
-    def answer(dialog: Dialog) -> None:
-        prompts.append(dialog.message)
-        if accept:
-            dialog.accept()
-        else:
-            dialog.dismiss()
-
-    page.once("dialog", answer)
-    return prompts
 
 
 def test_approve_confirms_then_approves_an_own_pending_row(

@@ -11,14 +11,14 @@ import uuid
 from typing import Any
 
 import pytest
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
 from app.db import unit_of_work
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, RetryRequest
 from app.services.identity import find_user_by_email
-from tests.e2e.helpers import browser_sign_in, create_user
+from tests.e2e.helpers import answer_next_dialog, browser_sign_in, create_user
 from tests.factories import make_execution, recommendation
 
 pytestmark = pytest.mark.browser
@@ -68,21 +68,6 @@ def reload_until_retried(page: Page, execution_id: uuid.UUID, timeout: float = 2
         assert time.monotonic() < deadline, f"{execution_id} was not retried in {timeout}s"
         time.sleep(0.3)
         page.reload()
-
-
-def answer_next_dialog(page: Page, *, accept: bool) -> list[str]:
-    """Accept or dismiss the page's next confirm(); the list receives its message."""
-    prompts: list[str] = []
-
-    def answer(dialog: Dialog) -> None:
-        prompts.append(dialog.message)
-        if accept:
-            dialog.accept()
-        else:
-            dialog.dismiss()
-
-    page.once("dialog", answer)
-    return prompts
 
 
 def test_retry_queues_and_the_worker_links_the_successor(

@@ -139,26 +139,6 @@ def assert_decided(
 
 
 @pytest.fixture
-def bob(db_session):
-    return make_user(db_session, "bob@example.com")
-
-
-@pytest.fixture
-def purchaser(db_session):
-    return make_user(db_session, "purchaser@example.com", groups=("Purchasers",))
-
-
-@pytest.fixture
-def admin(db_session):
-    return make_user(db_session, "admin@example.com", groups=("Administrators",))
-
-
-@pytest.fixture
-def viewer(db_session):
-    return make_user(db_session, "viewer@example.com", groups=("Read-only",))
-
-
-@pytest.fixture
 def four_eyes(app, settings, monkeypatch):
     """This app, for one test, with REQUIRE_DIFFERENT_APPROVER=true."""
     changed = settings.with_overrides(require_different_approver=True)

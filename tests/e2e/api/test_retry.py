@@ -26,7 +26,6 @@ from tests.factories import (
     insert_plainly,
     make_account,
     make_execution,
-    make_user,
     recommendation,
 )
 
@@ -93,26 +92,6 @@ def assert_refused_and_nothing_written(
     assert count(session, PurchaseExecution) == executions_before
     assert audit_events(session, "retry.requested") == []
     return body
-
-
-@pytest.fixture
-def bob(db_session):
-    return make_user(db_session, "bob@example.com")
-
-
-@pytest.fixture
-def purchaser(db_session):
-    return make_user(db_session, "purchaser@example.com", groups=("Purchasers",))
-
-
-@pytest.fixture
-def admin(db_session):
-    return make_user(db_session, "admin@example.com", groups=("Administrators",))
-
-
-@pytest.fixture
-def viewer(db_session):
-    return make_user(db_session, "viewer@example.com", groups=("Read-only",))
 
 
 @pytest.fixture
