@@ -19,6 +19,8 @@ from sqlalchemy import func, select
 from app.domain.retry import OPS_HINTS
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, RetryRequest
+from app.providers import ProviderRegistry
+from app.providers.simulator import SimulatedProvider
 from app.services.identity import create_group
 from app.services.retry import RETRY_TASK
 from tests.e2e.helpers import sign_in
@@ -281,6 +283,41 @@ def test_redrive_safety_asks_the_account_and_every_item(
     response = post_retry(client, sign_in(client, alice), row.execution_id, "?force=true")
     assert response.status_code == 409
     assert response.json["redrive_unsafe"] is True and "azure" in response.json["ops_hint"]
+
+
+@pytest.mark.parametrize("force", ["", "?force=true"], ids=["plain", "force-does-not-override"])
+@pytest.mark.parametrize(
+    "items",
+    [[item("aws"), item("oracle")], [{**item("aws"), "provider": ""}]],
+    ids=["a-provider-nobody-knows", "an-item-without-provider-on-an-account-less-row"],
+)
+def test_a_provider_the_registry_does_not_know_is_unsafe_even_with_force(
+    client, db_session, alice, items, force
+):
+    """Fail closed: nothing is configured, yet a provider no registered purchaser
+    declares idempotent cannot be re-driven."""
+    row = failed_row(db_session, alice, recommendations=items)
+    response = post_retry(client, sign_in(client, alice), row.execution_id, force)
+    body = assert_refused_and_nothing_written(
+        db_session, response, 409, actor=alice, execution_id=row.execution_id, executions_before=1
+    )
+    assert body["redrive_unsafe"] is True and body["ops_hint"]
+
+
+def test_a_registered_provider_that_is_not_idempotent_is_unsafe(
+    app, client, db_session, alice, monkeypatch
+):
+    registry = ProviderRegistry.of(
+        [SimulatedProvider("aws"), SimulatedProvider("azure", idempotent=False)]
+    )
+    monkeypatch.setitem(app.extensions, "providers", registry)
+    safe = failed_row(db_session, alice, recommendations=[item("aws")])
+    unsafe = failed_row(db_session, alice, recommendations=[item("azure")])
+    token = sign_in(client, alice)
+    assert post_retry(client, token, safe.execution_id).status_code == 202
+    response = post_retry(client, token, unsafe.execution_id, "?force=true")
+    assert response.status_code == 409 and response.json["redrive_unsafe"] is True
+    assert "azure" in response.json["ops_hint"]
 
 
 @pytest.mark.parametrize("recommendations", ["[1]", "{}"])
