@@ -92,3 +92,18 @@ def answer_next_dialog(page: Page, *, accept: bool) -> list[str]:
 
     page.once("dialog", answer)
     return prompts
+
+
+# Ids a path may carry that are not UUIDs, each refused with 400 and never echoed whole.
+MALFORMED_IDS = {
+    "word": "not-a-uuid",
+    "number": "123",
+    "10k-chars": "x" * 10_000,
+    "nul": "%00",
+    "nul-in-hex": "0" * 31 + "%00",
+    "unicode": "%E2%98%83",
+    "encoded-surrogate": "%ED%A0%80",
+    "invalid-utf8": "%FF",
+    "one-digit-too-long": "ffffffff-ffff-ffff-ffff-fffffffffffff",
+    "slashes": "a/b/c",
+}

@@ -45,25 +45,29 @@ def flask_cli(
     )
 
 
-def start_worker(settings: Settings, name: str, **extra_env: str) -> subprocess.Popen[str]:
-    """`celery -A tasks worker` as the Procfile starts it, one process, solo pool."""
+def start_celery(settings: Settings, *args: str, **extra_env: str) -> subprocess.Popen[str]:
+    """`celery -A tasks ARGS...` with these settings; its output merged into stdout."""
     return subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "tasks",
-            "worker",
-            "--loglevel=WARNING",
-            "--concurrency=1",
-            "--pool=solo",
-            "-n",
-            f"{name}-{os.getpid()}@%h",
-        ],
+        [str(BIN / "celery"), "-A", "tasks", *args],
         cwd=REPO,
         env=product_env(settings, **extra_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+    )
+
+
+def start_worker(settings: Settings, name: str, **extra_env: str) -> subprocess.Popen[str]:
+    """`celery -A tasks worker` as the Procfile starts it, one process, solo pool."""
+    return start_celery(
+        settings,
+        "worker",
+        "--loglevel=WARNING",
+        "--concurrency=1",
+        "--pool=solo",
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+        **extra_env,
     )
 
 
@@ -74,21 +78,7 @@ def start_flower(settings: Settings, port: int, **extra_env: str) -> subprocess.
     environment has `FLOWER_UNAUTHENTICATED_API=true`; Flower options (`FLOWER_*`) go
     in `extra_env`. Stop it with `stop_worker`.
     """
-    return subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "tasks",
-            "flower",
-            "--address=127.0.0.1",
-            f"--port={port}",
-        ],
-        cwd=REPO,
-        env=product_env(settings, **extra_env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_celery(settings, "flower", "--address=127.0.0.1", f"--port={port}", **extra_env)
 
 
 def stop_worker(process: subprocess.Popen[str]) -> str:

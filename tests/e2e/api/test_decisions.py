@@ -21,7 +21,7 @@ from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression
 from app.services.approvals import EXECUTE_TASK
 from app.services.identity import create_group
-from tests.e2e.helpers import sign_in
+from tests.e2e.helpers import MALFORMED_IDS, sign_in
 from tests.factories import make_execution, make_suppression, make_user, recommendation
 
 ACTIONS = ["approve", "cancel"]
@@ -186,16 +186,6 @@ def test_a_signed_in_decision_without_a_valid_csrf_token_is_400_and_changes_noth
 
 
 # --- 2: 400 malformed id -------------------------------------------------------------
-
-MALFORMED_IDS = {
-    "word": "not-a-uuid",
-    "number": "123",
-    "10k-chars": "x" * 10_000,
-    "nul": "%00",
-    "invalid-utf8": "%FF",
-    "one-digit-too-long": "ffffffff-ffff-ffff-ffff-fffffffffffff",
-    "slashes": "a/b/c",
-}
 
 
 @pytest.mark.parametrize("raw_id", MALFORMED_IDS.values(), ids=MALFORMED_IDS)

@@ -23,7 +23,7 @@ from app.providers import ProviderRegistry
 from app.providers.simulator import SimulatedProvider
 from app.services.identity import create_group
 from app.services.retry import RETRY_TASK
-from tests.e2e.helpers import sign_in
+from tests.e2e.helpers import MALFORMED_IDS, sign_in
 from tests.factories import (
     insert_plainly,
     make_account,
@@ -120,20 +120,6 @@ def test_no_session_is_401_before_the_csrf_token_is_looked_at(
 
 
 # --- Check 2: 400 malformed id ------------------------------------------------------
-
-
-MALFORMED_IDS = {
-    "word": "not-a-uuid",
-    "number": "123",
-    "10k-chars": "x" * 10_000,
-    "nul": "%00",
-    "nul-in-hex": "0" * 31 + "%00",
-    "unicode": "%E2%98%83",
-    "encoded-surrogate": "%ED%A0%80",
-    "invalid-utf8": "%FF",
-    "one-digit-too-long": "ffffffff-ffff-ffff-ffff-fffffffffffff",
-    "slashes": "a/b/c",
-}
 
 
 @pytest.mark.parametrize("raw_id", MALFORMED_IDS.values(), ids=MALFORMED_IDS)
