@@ -7,7 +7,7 @@ from flask import jsonify, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from app.api import blueprint
+from app.api import blueprint, body_token
 from app.db import db
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_bool
@@ -41,19 +41,6 @@ def retry_execution(execution_id: str) -> tuple[Response, int, dict[str, str]]:
     status_url = url_for("api.retry_request_state", request_id=retry_request.id)
     body = {"request_id": str(retry_request.id), "status": "queued", "status_url": status_url}
     return jsonify(body), 202, {"Location": status_url}
-
-
-def body_token() -> str | None:
-    """The email link's `token` from a JSON body, if the client sent one: the token, not
-    a session, is then the authority (and the request counts against the link rate
-    limit). 400 if it is there but not text."""
-    body = request.get_json(silent=True) if request.is_json else None
-    if not isinstance(body, dict) or "token" not in body:
-        return None
-    token = body["token"]
-    if not isinstance(token, str) or not token:
-        raise DomainError(400, 'token must be the text of the link\'s "token" parameter')
-    return token
 
 
 def _decide(execution_id: str, action: Action) -> Response:
