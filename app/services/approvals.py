@@ -32,6 +32,7 @@ from app.domain.approvals import (
     state_refusal,
 )
 from app.domain.errors import DomainError
+from app.domain.inputs import is_text
 from app.domain.rbac import Action, Principal
 from app.domain.statuses import Status
 from app.models import ApprovalToken, PurchaseExecution
@@ -184,7 +185,7 @@ def enqueue_execution(execution_id: uuid.UUID) -> None:
 
 
 def _token_row(session: Session, token: str | None) -> ApprovalToken | None:
-    if not token or len(token) > 200:
+    if not token or len(token) > 200 or not is_text(token):  # a lone surrogate cannot hash
         return None
     digest = hash_token(token)
     found = session.get(ApprovalToken, digest, populate_existing=True)

@@ -535,3 +535,24 @@ def test_a_refused_cancel_keeps_the_suppressions(client, db_session, redis_db, a
     response = post_decision(client, "cancel", token, row.execution_id)
     assert response.status_code == 403
     assert suppression_owners(db_session) == [row.execution_id]
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"token": "\\ud800"}', '{"token": "' + "x" * 5000 + '"}', '{"token": "not-a-token"}'],
+    ids=["lone-surrogate", "5000-chars", "unknown"],
+)
+@pytest.mark.parametrize("action", ACTIONS)
+def test_a_token_that_opens_nothing_is_403_never_a_500(
+    client, db_session, redis_db, alice, action, body
+):
+    row = pending_row(db_session, alice)
+    before = state_of(db_session, row)
+    response = client.post(
+        f"/api/purchases/{action}/{row.execution_id}",
+        data=body,
+        content_type="application/json",
+    )
+    assert response.status_code == 403, response.text
+    assert response.json["error"].startswith("this link is not valid")
+    assert state_of(db_session, row) == before
