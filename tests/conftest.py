@@ -19,6 +19,7 @@ on the backends it names only). Test ids end in `[postgresql]` or `[sqlite]`.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -194,7 +195,12 @@ def redis_db(app: Flask) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def celery_worker(app: Flask, committed_db: Session, redis_db: redis.Redis) -> Iterator[None]:
-    """A real worker thread consuming the product's queues from the test Redis."""
+    """A real worker thread consuming the product's queues from the test Redis.
+
+    Before it stops, it is given a moment to finish what the test set in motion (an
+    approval's purchase, then its outcome email): a task still running when the tables
+    are emptied would write into the next test's data.
+    """
     from celery.contrib.testing.worker import start_worker
 
     import tasks  # noqa: F401  (the worker's entry point: registers the product's tasks)
@@ -209,3 +215,16 @@ def celery_worker(app: Flask, committed_db: Session, redis_db: redis.Redis) -> I
         shutdown_timeout=30,
     ):
         yield
+        _drain(redis_db, [queue.name for queue in celery_app.conf.task_queues])
+
+
+def _drain(client: redis.Redis, queues: list[str], *, timeout: float = 10) -> None:
+    """Wait (up to `timeout`) until the queues are empty and no task is running."""
+    from celery.worker import state
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = state.active_requests or state.reserved_requests
+        if not busy and not any(client.llen(queue) for queue in queues):
+            return
+        time.sleep(0.05)
