@@ -153,7 +153,8 @@ class PurchaseHistoryView(PermissionRequiredMixin, ModelView):
         except DomainError as refusal:
             flash(refusal_text(refusal), "error")
         else:
-            flash(f"{execution.execution_id} {execution.status}", "success")
+            then = " — the purchase runs now" if execution.status == "approved" else ""
+            flash(f"{execution.execution_id} {execution.status}{then}", "success")
         return self._back()
 
     def _back(self) -> Response:

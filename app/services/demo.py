@@ -30,7 +30,7 @@ from app.models import (
     User,
 )
 from app.services.identity import create_user, find_user_by_email
-from app.services.notifications import new_token
+from app.services.notifications import approval_recipient, new_token
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (printed for demo logins)
 DEMO_USERS = (
@@ -234,7 +234,7 @@ def _links(
     session: Session, row: PurchaseExecution, settings: Settings, *, now: datetime
 ) -> list[str]:
     """Approve and cancel links for a pending row, as its approval email would carry."""
-    recipient = row.cloud_account.contact_email if row.cloud_account else None
+    recipient = approval_recipient(session, row) or DEMO_USERS[0][0]
     links = []
     for action in ("approve", "cancel"):
         token, token_hash = new_token()
@@ -243,7 +243,7 @@ def _links(
                 token_hash=token_hash,
                 execution_id=row.execution_id,
                 action=action,
-                recipient=recipient or DEMO_USERS[0][0],
+                recipient=recipient,
                 expires_at=now + timedelta(hours=settings.approval_token_ttl_hours),
             )
         )

@@ -193,7 +193,7 @@ def claim_approval_email(
         return None
     notification, execution = claimed
     account = execution.cloud_account
-    recipient = _contact_email(account) or _creator_email(session, execution)
+    recipient = approval_recipient(session, execution)
     problem = (
         FROM_EMAIL_MISSING
         if not settings.from_email
@@ -386,6 +386,11 @@ def _outgoing(
         token_hashes=token_hashes,
         expires_at=expires_at,
     )
+
+
+def approval_recipient(session: Session, execution: PurchaseExecution) -> str | None:
+    """Who decides: the account's contact, else the execution's creator (SPEC section 4)."""
+    return _contact_email(execution.cloud_account) or _creator_email(session, execution)
 
 
 def _contact_email(account: CloudAccount | None) -> str | None:

@@ -85,7 +85,8 @@ def test_approve_confirms_then_approves_an_own_pending_row(
     prompts = answer_next_dialog(page, accept=True)
     row_of(page, row_id).locator('[data-action="approve"]').click()
 
-    expect(page.locator('[data-flash="success"]')).to_have_text(f"{row_id} approved")
+    flash = page.locator('[data-flash="success"]')
+    expect(flash).to_have_text(f"{row_id} approved — the purchase runs now")
     assert prompts == [APPROVE_PROMPT]
     assert decision_of(row_id) == {
         "status": Status.APPROVED,
