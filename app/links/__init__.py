@@ -28,7 +28,6 @@ from app.services import approvals
 from app.services.purchase_summary import summarize
 
 blueprint = Blueprint("links", __name__)
-ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
 TOO_MANY = "too many attempts from your address: wait, then try again"
 
 
@@ -53,7 +52,7 @@ def init_app(app: Flask) -> None:
 @link_rate_limit()
 def confirm(action: str, execution_id: str) -> str:
     """What the link would do, and a button to do it; changes nothing."""
-    decision = ACTIONS[action]
+    decision = Action(action)
     token = request.args.get("token")
     check = approvals.check_link(db.session(), execution_id, decision, token, now=utcnow())
     return render_template(
@@ -69,7 +68,7 @@ def confirm(action: str, execution_id: str) -> str:
 @link_rate_limit()
 def act(action: str, execution_id: str) -> str:
     """Approve or cancel, consuming the link."""
-    decision = ACTIONS[action]
+    decision = Action(action)
     token = request.form.get("token") or request.args.get("token")
     execution = approvals.decide_by_link(execution_id, decision, token)
     return render_template("links/done.html", action=action, execution=execution)

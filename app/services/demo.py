@@ -22,7 +22,6 @@ from app.config import Settings
 from app.domain import purchasing
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import (
-    ApprovalToken,
     CloudAccount,
     ProviderPurchase,
     PurchaseExecution,
@@ -30,7 +29,7 @@ from app.models import (
     User,
 )
 from app.services.identity import create_user, find_user_by_email
-from app.services.notifications import approval_recipient, new_token
+from app.services.notifications import approval_recipient, issue_links
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (printed for demo logins)
 DEMO_USERS = (
@@ -235,21 +234,9 @@ def _links(
 ) -> list[str]:
     """Approve and cancel links for a pending row, as its approval email would carry."""
     recipient = approval_recipient(session, row) or DEMO_USERS[0][0]
-    links = []
-    for action in ("approve", "cancel"):
-        token, token_hash = new_token()
-        session.add(
-            ApprovalToken(
-                token_hash=token_hash,
-                execution_id=row.execution_id,
-                action=action,
-                recipient=recipient,
-                expires_at=now + timedelta(hours=settings.approval_token_ttl_hours),
-            )
-        )
-        links.append(f"{settings.app_base_url}/purchases/{action}/{row.execution_id}?token={token}")
+    issued = issue_links(session, row, recipient, settings=settings, now=now)
     session.flush()
-    return links
+    return [issued.links.approve, issued.links.cancel]
 
 
 def _recommendations(account: CloudAccount) -> list[dict[str, Any]]:

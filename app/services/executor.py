@@ -220,13 +220,19 @@ def _write_items(
 
 
 def _finish(
-    session: Session, execution_id: uuid.UUID, status: Status, error: str | None, *, now: datetime
+    session: Session,
+    execution_id: uuid.UUID,
+    status: Status,
+    error: str | None,
+    *,
+    now: datetime,
+    sources: frozenset[Status] = frozenset({Status.RUNNING}),
 ) -> bool:
-    """Settle a running row, and owe its outcome email in the same transaction."""
+    """End the row (from `sources`), and owe its outcome email in the same transaction."""
     moved = transitions.move(
         session,
         PurchaseExecution.execution_id == execution_id,
-        sources={Status.RUNNING},
+        sources=sources,
         target=status,
         now=now,
         action=f"execution.{status.value}",
@@ -241,19 +247,7 @@ def _finish(
 def abandon(session: Session, execution_id: uuid.UUID, reason: str, *, now: datetime) -> bool:
     """Fail an in-flight row whose run broke off (an error in the worker), so it can be
     retried now rather than when the reaper finds it; the ledger keeps what it bought."""
-    moved = transitions.move(
-        session,
-        PurchaseExecution.execution_id == execution_id,
-        sources=IN_FLIGHT,
-        target=Status.FAILED,
-        now=now,
-        action="execution.failed",
-        details={"error": reason},
-        values={"error": reason, "completed_at": now},
-    )
-    if moved:
-        notifications.owe_outcome_email(session, execution_id, now=now)
-    return bool(moved)
+    return _finish(session, execution_id, Status.FAILED, reason, now=now, sources=IN_FLIGHT)
 
 
 def _approver_problem(

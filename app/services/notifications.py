@@ -179,6 +179,43 @@ def _claim(
     return notification, execution
 
 
+@dataclass(frozen=True)
+class IssuedLinks:
+    links: approval_email.Links
+    token_hashes: tuple[str, str]  # approve, cancel
+    expires_at: datetime
+
+
+def issue_links(
+    session: Session,
+    execution: PurchaseExecution,
+    recipient: str,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> IssuedLinks:
+    """A fresh approve and a fresh cancel link for `execution`, valid for
+    APPROVAL_TOKEN_TTL_HOURS; only their hashes are stored, each with the recipient,
+    whom acting by the link names as the approver or canceller."""
+    expires_at = now + timedelta(hours=settings.approval_token_ttl_hours)
+    (approve, approve_hash), (cancel, cancel_hash) = new_token(), new_token()
+    session.add_all(
+        ApprovalToken(
+            token_hash=token_hash,
+            execution_id=execution.execution_id,
+            action=action,
+            recipient=recipient,
+            expires_at=expires_at,
+        )
+        for action, token_hash in (("approve", approve_hash), ("cancel", cancel_hash))
+    )
+    return IssuedLinks(
+        links=approval_email.links_for(execution, approve, cancel, settings),
+        token_hashes=(approve_hash, cancel_hash),
+        expires_at=expires_at,
+    )
+
+
 def claim_approval_email(
     session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
 ) -> OutgoingEmail | None:
@@ -204,32 +241,16 @@ def claim_approval_email(
         _give_up(session, notification, problem, now=now)
         return None
     assert recipient is not None
-    expires_at = now + timedelta(hours=settings.approval_token_ttl_hours)
-    (approve, approve_hash), (cancel, cancel_hash) = new_token(), new_token()
-    # The recipient is recorded with each link: acting by it names them as the approver.
-    session.add_all(
-        ApprovalToken(
-            token_hash=token_hash,
-            execution_id=execution_id,
-            action=action,
-            recipient=recipient,
-            expires_at=expires_at,
-        )
-        for action, token_hash in (("approve", approve_hash), ("cancel", cancel_hash))
-    )
+    issued = issue_links(session, execution, recipient, settings=settings, now=now)
     message = approval_email.render(
-        execution,
-        account,
-        settings=settings,
-        recipient=recipient,
-        links=approval_email.links_for(execution, approve, cancel, settings),
+        execution, account, settings=settings, recipient=recipient, links=issued.links
     )
     return _outgoing(
         notification,
         recipient,
         message,
-        token_hashes=(approve_hash, cancel_hash),
-        expires_at=expires_at,
+        token_hashes=issued.token_hashes,
+        expires_at=issued.expires_at,
     )
 
 

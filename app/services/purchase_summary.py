@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from app.domain.purchasing import is_selected
 from app.domain.recommendations import items_of
 from app.models import PurchaseExecution
 
@@ -47,7 +48,7 @@ def line_of(item: dict[str, Any]) -> Line:
         term=f"{item.get('term_years', '?')}y {item.get('payment_option', '')}".strip(),
         upfront=money(item.get("upfront_cost")),
         monthly_savings=money(item.get("monthly_savings")),
-        selected="yes" if item.get("selected", True) is not False else "no",
+        selected="yes" if is_selected(item) else "no",
     )
 
 
