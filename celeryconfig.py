@@ -67,6 +67,10 @@ beat_schedule = {
         "task": "maintenance.requeue_stalled_retry_requests",
         "schedule": crontab(minute="*/5"),
     },
+    "requeue-stalled-retry-batches": {
+        "task": "maintenance.requeue_stalled_retry_batches",
+        "schedule": crontab(minute="*/5"),
+    },
     "requeue-lost-approval-emails": {
         "task": "maintenance.requeue_lost_approval_emails",
         "schedule": crontab(minute="*"),

@@ -37,8 +37,15 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
     return celery_app
 
 
-def enqueue(task_name: str, args: Sequence[str], *, task_id: str | None = None) -> bool:
-    """Queue `task_name(*args)` (ids only) after the caller's transaction has committed.
+def enqueue(
+    task_name: str,
+    args: Sequence[str | int],
+    *,
+    task_id: str | None = None,
+    countdown: float | None = None,
+) -> bool:
+    """Queue `task_name(*args)` (ids only) after the caller's transaction has committed,
+    to run at once or `countdown` seconds from now.
 
     The committed row is the record of the work. If the broker cannot be reached, this
     logs and returns False instead of failing the caller: beat finds the row and queues
@@ -46,7 +53,7 @@ def enqueue(task_name: str, args: Sequence[str], *, task_id: str | None = None) 
     """
     try:
         current_app.extensions["celery"].send_task(
-            task_name, args=list(args), task_id=task_id, ignore_result=True
+            task_name, args=list(args), task_id=task_id, countdown=countdown, ignore_result=True
         )
     except (KombuOperationalError, RedisError) as exc:
         log.warning("%s%s not queued yet (%s); beat will queue it", task_name, tuple(args), exc)

@@ -9,7 +9,7 @@ from celery import Task
 from app import background, get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.outbox import UNOWED_AFTER
-from app.services import approvals, maintenance, retry
+from app.services import approvals, bulk_retry, maintenance, retry
 from tasks.notifications import TASK_OF_KIND
 from tasks.transient import database_task
 
@@ -58,6 +58,16 @@ def requeue_stalled_retry_requests(_task: Task) -> list[str]:
     for request in stalled:
         retry.enqueue_retry(request)
     return [str(request.id) for request in stalled]
+
+
+@database_task("maintenance.requeue_stalled_retry_batches")
+def requeue_stalled_retry_batches(_task: Task) -> list[str]:
+    """Queue the task again for bulk retry chunks that never reached a worker."""
+    with unit_of_work() as session:
+        stalled = bulk_retry.stalled_chunks(session, now=utcnow(), after=STALLED_REQUEST_AFTER)
+    for batch, chunk in stalled:
+        bulk_retry.enqueue_chunks(batch, [chunk])
+    return [f"{batch.id}:{chunk}" for batch, chunk in stalled]
 
 
 @database_task("maintenance.forget_old_sign_in_failures")

@@ -2,12 +2,16 @@
 `app.services.executor`; these tasks own the transactions and what follows them.
 
 - `purchases.retry_execution(request_id)`: settle one retry request.
+- `purchases.retry_batch_chunk(batch_id, chunk)`: settle one chunk of a bulk retry.
 - `purchases.execute(execution_id)`: run one approved execution.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,9 +22,11 @@ from app.db import unit_of_work, utcnow
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
 from app.providers import current_registry
-from app.services import approvals, executor, retry
-from tasks.notifications import SEND_APPROVAL_EMAIL, SEND_OUTCOME_EMAIL
-from tasks.transient import database_task
+from app.services import approvals, bulk_retry, executor, retry
+from tasks.notifications import SEND_APPROVAL_EMAIL, SEND_APPROVAL_EMAILS, SEND_OUTCOME_EMAIL
+from tasks.transient import database_task, is_transient_database_error
+
+log = logging.getLogger(__name__)
 
 
 def _mark_failed(request_id: str, *, reason: str) -> None:
@@ -50,6 +56,65 @@ def retry_execution(task: Task, request_id: str) -> dict[str, Any] | None:
     if outcome is not None and outcome["state"] == RequestState.SUCCEEDED:
         background.enqueue(SEND_APPROVAL_EMAIL, [outcome["execution_id"]])
     return outcome
+
+
+def _fail_chunk(batch_id: str, chunk: int, *, reason: str) -> None:
+    with unit_of_work() as session:
+        bulk_retry.fail_items(session, uuid.UUID(batch_id), chunk, reason, now=utcnow())
+
+
+@database_task(bulk_retry.CHUNK_TASK, give_up=_fail_chunk, ignore_result=True)
+def retry_batch_chunk(task: Task, batch_id: str, chunk: int) -> int:
+    """Settle a chunk of a bulk retry in one transaction, then queue its approval emails
+    (one task: one SMTP connection).
+
+    A redelivered chunk writes nothing twice: its items are claimed once. It queues the
+    chunk's emails again, which sends none twice: each email is claimed once. Should the
+    chunk's transaction fail for a reason other than a database hiccup, its rows are
+    settled one at a time, so one bad row fails alone.
+    """
+    settings = get_settings()
+    batch = uuid.UUID(batch_id)
+    settle = functools.partial(
+        bulk_retry.settle_chunk,
+        batch_id=batch,
+        chunk=chunk,
+        policy=retry.current_policy(),
+        grace=timedelta(days=settings.grace_period_days),
+    )
+    try:
+        with unit_of_work() as session:
+            settle(session, now=utcnow())
+            created = bulk_retry.chunk_successors(session, batch, chunk)
+    except Exception as exc:
+        if is_transient_database_error(exc):
+            raise
+        log.warning("bulk retry %s chunk %s: settling row by row after %r", batch_id, chunk, exc)
+        created = _settle_row_by_row(settle, batch, chunk)
+    if created:
+        background.enqueue(SEND_APPROVAL_EMAILS, [str(id_) for id_ in created])
+    return len(created)
+
+
+def _settle_row_by_row(
+    settle: Callable[..., list[uuid.UUID]], batch: uuid.UUID, chunk: int
+) -> list[uuid.UUID]:
+    with unit_of_work() as session:
+        positions = bulk_retry.queued_positions(session, batch, chunk)
+    for position in positions:
+        try:
+            with unit_of_work() as session:
+                settle(session, now=utcnow(), positions=[position])
+        except Exception as exc:
+            if is_transient_database_error(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            with unit_of_work() as session:
+                bulk_retry.fail_items(
+                    session, batch, chunk, reason, now=utcnow(), positions=[position]
+                )
+    with unit_of_work() as session:
+        return bulk_retry.chunk_successors(session, batch, chunk)
 
 
 def _abandon(execution_id: str, *, reason: str) -> None:

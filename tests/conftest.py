@@ -215,10 +215,10 @@ def celery_worker(app: Flask, committed_db: Session, redis_db: redis.Redis) -> I
         shutdown_timeout=30,
     ):
         yield
-        _drain(redis_db, [queue.name for queue in celery_app.conf.task_queues])
+        drain(redis_db, [queue.name for queue in celery_app.conf.task_queues])
 
 
-def _drain(client: redis.Redis, queues: list[str], *, timeout: float = 10) -> None:
+def drain(client: redis.Redis, queues: list[str], *, timeout: float = 10) -> None:
     """Wait (up to `timeout`) until the queues are empty and no task is running."""
     from celery.worker import state
 

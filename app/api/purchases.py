@@ -1,5 +1,5 @@
-"""Purchases over JSON: retry (SPEC section 3), approve and cancel (section 4), retry
-requests, history, one execution."""
+"""Purchases over JSON: retry and bulk retry (SPEC section 3), approve and cancel
+(section 4), retry requests and batches, history, one execution."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from app.domain.errors import DomainError
 from app.domain.inputs import parse_bool
 from app.domain.rbac import Action, Principal, require
 from app.links import link_rate_limit
-from app.services import approvals, executions, retry, retry_requests
+from app.services import approvals, bulk_retry, executions, retry, retry_requests
 from app.services.identity import principal_for
 
 
@@ -41,6 +41,33 @@ def retry_execution(execution_id: str) -> tuple[Response, int, dict[str, str]]:
     status_url = url_for("api.retry_request_state", request_id=retry_request.id)
     body = {"request_id": str(retry_request.id), "status": "queued", "status_url": status_url}
     return jsonify(body), 202, {"Location": status_url}
+
+
+@blueprint.post("/purchases/retry")
+@login_required
+def bulk_retry_executions() -> tuple[Response, int, dict[str, str]]:
+    """Bulk retry: `{"execution_ids": [...]}` (at most 10,000) or `{"filter": {...}}`,
+    and `"force"`; answer 202 with the batch, whose rows the worker settles."""
+    batch = bulk_retry.ask_for_bulk_retry(
+        principal_for(current_user), request.get_json(silent=True)
+    )
+    status_url = url_for("api.retry_batch_state", batch_id=batch.id)
+    body = {"batch_id": str(batch.id), "total": batch.total, "status_url": status_url}
+    return jsonify(body), 202, {"Location": status_url}
+
+
+@blueprint.get("/purchases/retry-batches/<path:batch_id>")
+@login_required
+def retry_batch_state(batch_id: str) -> Response:
+    """The batch's state and each row's outcome (`?items=false` leaves the rows out);
+    only its requester (or an admin) may read it."""
+    session = db.session()
+    batch = bulk_retry.find_batch(session, principal_for(current_user), batch_id)
+    raw = request.args.get("items")
+    with_items = True if raw is None else parse_bool(raw)
+    if with_items is None:
+        raise DomainError(400, "items must be true or false")
+    return jsonify(bulk_retry.batch_as_dict(session, batch, with_items=with_items))
 
 
 def _decide(execution_id: str, action: Action) -> Response:

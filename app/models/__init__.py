@@ -6,6 +6,7 @@ from app.models.executions import PurchaseExecution, PurchaseSuppression
 from app.models.identity import Group, LoginAttempts, User, normalize_email
 from app.models.notifications import ApprovalToken, Notification
 from app.models.purchases import ProviderPurchase
+from app.models.retry_batches import RetryBatch, RetryBatchItem
 from app.models.retry_requests import RetryRequest
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "PurchaseExecution",
     "PurchasePlan",
     "PurchaseSuppression",
+    "RetryBatch",
+    "RetryBatchItem",
     "RetryRequest",
     "User",
     "normalize_email",

@@ -27,15 +27,26 @@ def record(
 
     `actor` is None for the system (beat, the scheduler).
     """
-    event = AuditEvent(
+    recorded = event(action, actor=actor, execution_id=execution_id, details=details)
+    session.add(recorded)
+    return recorded
+
+
+def event(
+    action: str,
+    *,
+    actor: Principal | None = None,
+    execution_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """An audit event, for the caller to add with the change it records."""
+    return AuditEvent(
         action=action,
         actor_user_id=actor.user_id if actor else None,
         actor_email=actor.email if actor else "system",
         execution_id=execution_id,
         details=details or {},
     )
-    session.add(event)
-    return event
 
 
 def refusal_details(refusal: DomainError, **extra: Any) -> dict[str, Any]:

@@ -9,17 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain.errors import DomainError
-from app.domain.inputs import parse_uuid
+from app.domain.inputs import is_text, parse_uuid
 from app.domain.recommendations import malformed_reason
 from app.domain.retry import RetryPolicy, persistent_hint
 from app.domain.statuses import Status
@@ -27,6 +27,8 @@ from app.models import PurchaseExecution, User
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
+# A search needle longer than any useful error excerpt is a mistake, not a query.
+MAX_SEARCH_LENGTH = 200
 
 
 def find_execution(session: Session, raw_id: str | uuid.UUID) -> PurchaseExecution:
@@ -35,8 +37,13 @@ def find_execution(session: Session, raw_id: str | uuid.UUID) -> PurchaseExecuti
     query = select(PurchaseExecution).where(PurchaseExecution.execution_id == execution_id)
     execution = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
     if execution is None:
-        raise DomainError(404, f"no execution {execution_id}")
+        raise unknown_execution(execution_id)
     return execution
+
+
+def unknown_execution(execution_id: uuid.UUID) -> DomainError:
+    """The 404 of an id that names no execution."""
+    return DomainError(404, f"no execution {execution_id}")
 
 
 def predecessors_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
@@ -53,31 +60,59 @@ def predecessors_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
 
 @dataclass(frozen=True)
 class HistoryFilter:
+    """The one set of history filter rules: /api/history, the panel list, the CSV export
+    and the bulk retry API narrow the table through `parse` and `apply`, so a filter
+    means the same thing everywhere. Every field is backed by an index (migration 0006),
+    except `error_contains`, a substring search that no B-tree can serve."""
+
     status: str | None = None
     cloud_account_id: uuid.UUID | None = None
     plan_id: uuid.UUID | None = None
     created_by_user_id: uuid.UUID | None = None
+    error_contains: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
 
     @classmethod
-    def parse(cls, args: Any) -> HistoryFilter:
-        """From query-string-like `args` (a mapping of str to str); 400 on bad values."""
-        status = (args.get("status") or "").strip() or None
+    def parse(cls, args: Mapping[str, Any]) -> HistoryFilter:
+        """From a mapping of str to str (or None): query-string args, form fields or a
+        JSON object's values. A value that is not text, or does not parse, is a 400
+        naming the field."""
+
+        def text_arg(name: str) -> str | None:
+            raw = args.get(name)
+            if raw is None:
+                return None
+            if not is_text(raw):
+                raise DomainError(400, f"{name} must be text", field=name)
+            return raw.strip() or None
+
+        status = text_arg("status")
         if status is not None and status not in {s.value for s in Status}:
             known = ", ".join(s.value for s in Status)
             raise DomainError(400, f"unknown status {status[:40]!r} (known: {known})")
 
         def optional_id(name: str) -> uuid.UUID | None:
-            raw = (args.get(name) or "").strip()
+            raw = text_arg(name)
             return parse_uuid(raw, name) if raw else None
 
+        error_contains = text_arg("error_contains")
+        if error_contains is not None and len(error_contains) > MAX_SEARCH_LENGTH:
+            raise DomainError(
+                400, f"error_contains is longer than {MAX_SEARCH_LENGTH} characters"
+            )
         return cls(
             status=status,
             cloud_account_id=optional_id("cloud_account_id"),
             plan_id=optional_id("plan_id"),
             created_by_user_id=optional_id("created_by_user_id"),
+            error_contains=error_contains,
+            created_after=parse_moment(text_arg("created_after"), "created_after"),
+            created_before=parse_moment(text_arg("created_before"), "created_before"),
         )
 
     def apply(self, query: Select[Any]) -> Select[Any]:
+        """`query` with a WHERE clause per filter that is set."""
         if self.status is not None:
             query = query.where(PurchaseExecution.status == self.status)
         if self.cloud_account_id is not None:
@@ -86,7 +121,38 @@ class HistoryFilter:
             query = query.where(PurchaseExecution.plan_id == self.plan_id)
         if self.created_by_user_id is not None:
             query = query.where(PurchaseExecution.created_by_user_id == self.created_by_user_id)
+        if self.error_contains is not None:
+            query = query.where(error_contains(self.error_contains))
+        if self.created_after is not None:
+            query = query.where(PurchaseExecution.created_at >= self.created_after)
+        if self.created_before is not None:
+            query = query.where(PurchaseExecution.created_at < self.created_before)
         return query
+
+
+def error_contains(needle: str) -> ColumnElement[bool]:
+    """Case-insensitive substring of `error`, the same on PostgreSQL and SQLite (lower()
+    on both sides, LIKE with % and _ escaped so they match themselves)."""
+    return func.lower(PurchaseExecution.error).contains(needle.lower(), autoescape=True)
+
+
+def parse_moment(raw: str | None, field: str) -> datetime | None:
+    """An ISO 8601 date or date-time as an aware UTC datetime (naive means UTC; a bare
+    date means its midnight); None for None; a 400 naming `field` otherwise."""
+    if raw is None:
+        return None
+    try:
+        if len(raw) > 64:
+            raise ValueError("too long")
+        moment = datetime.fromisoformat(raw)
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        shown = raw if len(raw) <= 64 else raw[:64] + "…"
+        raise DomainError(
+            400, f"{field} must be an ISO 8601 date or date-time, not {shown!r}", field=field
+        ) from None
 
 
 def parse_limit(raw: str | None) -> int:

@@ -21,11 +21,24 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.mime.multipart import MIMEMultipart
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -91,7 +104,18 @@ def hash_token(token: str) -> str:
 def owe_approval_email(session: Session, execution_id: uuid.UUID, *, now: datetime) -> None:
     """Record that `execution_id` needs its approval email (in the caller's transaction),
     due now by the worker's clock, the clock every claim compares against."""
-    session.add(Notification(execution_id=execution_id, kind=APPROVAL, due_at=now))
+    owe_approval_emails(session, [execution_id], now=now)
+
+
+def owe_approval_emails(
+    session: Session, execution_ids: Sequence[uuid.UUID], *, now: datetime
+) -> None:
+    """`owe_approval_email` for many executions, in one statement."""
+    if execution_ids:
+        session.execute(
+            insert(Notification),
+            [{"execution_id": id_, "kind": APPROVAL, "due_at": now} for id_ in execution_ids],
+        )
 
 
 def owe_outcome_email(session: Session, execution_id: uuid.UUID, *, now: datetime) -> None:
@@ -148,16 +172,18 @@ def lost_emails(session: Session, *, now: datetime) -> list[tuple[NotificationKi
 
 
 def _claim(
-    session: Session, execution_id: uuid.UUID, kind: NotificationKind, *, now: datetime
-) -> tuple[Notification, PurchaseExecution] | None:
-    """Claim the execution's email of `kind` with a conditional UPDATE, so no two tasks
-    send it at once. None when there is nothing to send now: no such notification,
-    another task holds it or it waits for its backoff, it is settled, or the execution
-    is past the point the email is about (settled `skipped`)."""
-    notification = session.scalars(
+    session: Session, execution_ids: Sequence[uuid.UUID], kind: NotificationKind, *, now: datetime
+) -> list[tuple[Notification, PurchaseExecution]]:
+    """Claim the executions' emails of `kind` with one conditional UPDATE, so no two
+    tasks send one at once. An email is left out when there is nothing to send now: no
+    such notification, another task holds it or it waits for its backoff, it is settled,
+    or the execution is past the point the email is about (settled `skipped`)."""
+    if not execution_ids:
+        return []
+    claimed = session.scalars(
         update(Notification)
         .where(
-            Notification.execution_id == execution_id,
+            Notification.execution_id.in_(list(execution_ids)),
             Notification.kind == kind.value,
             _claimable(now),
         )
@@ -169,14 +195,25 @@ def _claim(
         )
         .returning(Notification)
         .execution_options(populate_existing=True, synchronize_session=False)
-    ).one_or_none()
-    if notification is None:
-        return None
-    execution = session.get(PurchaseExecution, execution_id, populate_existing=True)
-    if execution is None or execution.status not in SENDABLE_WHILE[kind]:
-        _settle(notification, NotificationState.SKIPPED, now)
-        return None
-    return notification, execution
+    ).all()
+    if not claimed:
+        return []
+    executions = {
+        execution.execution_id: execution
+        for execution in session.scalars(
+            select(PurchaseExecution)
+            .where(PurchaseExecution.execution_id.in_([n.execution_id for n in claimed]))
+            .execution_options(populate_existing=True)
+        )
+    }
+    ready = []
+    for notification in claimed:
+        execution = executions.get(notification.execution_id)
+        if execution is None or execution.status not in SENDABLE_WHILE[kind]:
+            _settle(notification, NotificationState.SKIPPED, now)
+        else:
+            ready.append((notification, execution))
+    return ready
 
 
 @dataclass(frozen=True)
@@ -225,10 +262,32 @@ def claim_approval_email(
     the execution fails with the reason (no FROM_EMAIL, malformed recommendations, no
     recipient).
     """
-    claimed = _claim(session, execution_id, NotificationKind.APPROVAL, now=now)
-    if claimed is None:
-        return None
-    notification, execution = claimed
+    emails = claim_approval_emails(session, [execution_id], settings=settings, now=now)
+    return emails[0] if emails else None
+
+
+def claim_approval_emails(
+    session: Session, execution_ids: Sequence[uuid.UUID], *, settings: Settings, now: datetime
+) -> list[OutgoingEmail]:
+    """`claim_approval_email` for many executions (a bulk retry's chunk), claimed in one
+    statement; those with nothing to send now are left out."""
+    emails = []
+    for notification, execution in _claim(
+        session, execution_ids, NotificationKind.APPROVAL, now=now
+    ):
+        email = _prepare_approval_email(session, notification, execution, settings, now)
+        if email is not None:
+            emails.append(email)
+    return emails
+
+
+def _prepare_approval_email(
+    session: Session,
+    notification: Notification,
+    execution: PurchaseExecution,
+    settings: Settings,
+    now: datetime,
+) -> OutgoingEmail | None:
     account = execution.cloud_account
     recipient = approval_recipient(session, execution)
     problem = (
@@ -265,10 +324,10 @@ def claim_outcome_email(
     reason in its `error` and the audit trail; the execution has ended and stays as it
     is.
     """
-    claimed = _claim(session, execution_id, NotificationKind.OUTCOME, now=now)
-    if claimed is None:
+    claimed = _claim(session, [execution_id], NotificationKind.OUTCOME, now=now)
+    if not claimed:
         return None
-    notification, execution = claimed
+    notification, execution = claimed[0]
     account = execution.cloud_account
     recipient = _creator_email(session, execution) or _contact_email(account)
     problem = (
@@ -288,33 +347,53 @@ def record_sent(session: Session, email: OutgoingEmail, *, now: datetime) -> Non
     """The SMTP server accepted the message: the notification is sent, and for an
     approval email the execution says when (the first copy) and which approve link is
     the latest."""
-    session.execute(
-        update(Notification)
-        .where(Notification.id == email.notification_id)
-        .values(state=NotificationState.SENT.value, sent_at=now, error=None, updated_at=now)
-    )
-    audit.record(
-        session,
-        f"{email.kind.value}_email.sent",
-        execution_id=email.execution_id,
-        details={
-            "to": email.recipient,
-            "message_id": email.message["Message-ID"],
-            "attempt": email.attempt,
-        },
-    )
-    if email.kind is not NotificationKind.APPROVAL:
+    record_all_sent(session, [email], now=now)
+
+
+def record_all_sent(session: Session, emails: Sequence[OutgoingEmail], *, now: datetime) -> None:
+    """`record_sent` for many emails, in a statement per table."""
+    if not emails:
         return
     session.execute(
-        update(PurchaseExecution)
-        .where(PurchaseExecution.execution_id == email.execution_id)
+        update(Notification)
+        .where(Notification.id.in_([email.notification_id for email in emails]))
+        .values(state=NotificationState.SENT.value, sent_at=now, error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.add_all(
+        audit.event(
+            f"{email.kind.value}_email.sent",
+            execution_id=email.execution_id,
+            details={
+                "to": email.recipient,
+                "message_id": email.message["Message-ID"],
+                "attempt": email.attempt,
+            },
+        )
+        for email in emails
+    )
+    approvals = [email for email in emails if email.kind is NotificationKind.APPROVAL]
+    if not approvals:
+        return
+    executions = PurchaseExecution.__table__
+    session.execute(
+        update(executions)
+        .where(executions.c.execution_id == bindparam("sent_execution_id"))
         .values(
             notification_sent_at=func.coalesce(
-                PurchaseExecution.notification_sent_at, literal(now, UTCDateTime())
+                executions.c.notification_sent_at, literal(now, UTCDateTime())
             ),
-            approval_token_hash=email.token_hashes[0],
-            approval_token_expires_at=email.expires_at,
-        )
+            approval_token_hash=bindparam("latest_token_hash"),
+            approval_token_expires_at=bindparam("latest_expires_at", type_=UTCDateTime()),
+        ),
+        [
+            {
+                "sent_execution_id": email.execution_id,
+                "latest_token_hash": email.token_hashes[0],
+                "latest_expires_at": email.expires_at,
+            }
+            for email in approvals
+        ],
     )
 
 

@@ -23,7 +23,7 @@ from app.db import new_uuid, unit_of_work
 from app.domain.errors import DomainError
 from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy, retry_refusal
-from app.models import PurchaseExecution, RetryRequest
+from app.models import AuditEvent, PurchaseExecution, RetryRequest
 from app.providers import ProviderRegistry, current_registry
 from app.services import audit, successors
 from app.services.executions import find_execution
@@ -138,21 +138,26 @@ def settle_request(
     ).one_or_none()
     if request is None:
         return None
-    principal, refusal = _requester_now(session, request)
+    principal, refusal = requester_now(
+        session, request.requested_by_user_id, request.requested_by_email
+    )
     execution = find_execution(session, request.execution_id)
     if refusal is None:
         refusal = retry_refusal(principal, execution, policy, force=request.force)
     if refusal is None:
-        successor = successors.create_successor(session, execution, principal, grace=grace, now=now)
-        if successor is not None:
-            _record_success(session, request, principal, execution, successor, now=now)
+        created = successors.create_successors(
+            session, [execution], principal, grace=grace, now=now
+        )
+        if execution.execution_id in created:
+            successor_id = created[execution.execution_id]
+            _record_success(session, request, principal, execution, successor_id, now=now)
             return request
         # Lost the race to a concurrent retry of the same row: refuse as the web would.
         execution = find_execution(session, request.execution_id)
         refusal = retry_refusal(principal, execution, policy, force=request.force)
         if refusal is None:
             raise RuntimeError("the predecessor update matched no row, yet it is retryable")
-    _settle(request, RequestState.REJECTED, now, refusal=refusal)
+    _reject(request, refusal, now=now)
     audit.record(
         session,
         "retry.rejected",
@@ -192,64 +197,75 @@ def _record_success(
     request: RetryRequest,
     principal: Principal,
     predecessor: PurchaseExecution,
-    successor: PurchaseExecution,
+    successor_id: uuid.UUID,
     *,
     now: datetime,
 ) -> None:
-    _settle(request, RequestState.SUCCEEDED, now, successor=successor)
-    audit.record(
-        session,
-        "retry.succeeded",
-        actor=principal,
-        execution_id=predecessor.execution_id,
-        details={
-            "request_id": str(request.id),
-            "successor_execution_id": str(successor.execution_id),
-            "retry_attempt_n": successor.retry_attempt_n,
-            "force": request.force,
-        },
-    )
-    audit.record(
-        session,
-        "execution.created",
-        actor=principal,
-        execution_id=successor.execution_id,
-        details={"retry_of": str(predecessor.execution_id), "request_id": str(request.id)},
+    request.state = RequestState.SUCCEEDED.value
+    request.finished_at = now
+    request.successor_execution_id = successor_id
+    request.retry_attempt_n = predecessor.retry_attempt_n + 1
+    session.add_all(
+        success_events(
+            principal,
+            predecessor,
+            successor_id,
+            force=request.force,
+            request_id=str(request.id),
+        )
     )
 
 
-def _requester_now(session: Session, request: RetryRequest) -> tuple[Principal, DomainError | None]:
+def success_events(
+    principal: Principal,
+    predecessor: PurchaseExecution,
+    successor_id: uuid.UUID,
+    *,
+    force: bool,
+    **request: str,
+) -> list[AuditEvent]:
+    """The trail of one successful retry: on the predecessor, and on its successor.
+    `request` names what asked for it (`request_id`, or `batch_id`)."""
+    return [
+        audit.event(
+            "retry.succeeded",
+            actor=principal,
+            execution_id=predecessor.execution_id,
+            details={
+                **request,
+                "successor_execution_id": str(successor_id),
+                "retry_attempt_n": predecessor.retry_attempt_n + 1,
+                "force": force,
+            },
+        ),
+        audit.event(
+            "execution.created",
+            actor=principal,
+            execution_id=successor_id,
+            details={"retry_of": str(predecessor.execution_id), **request},
+        ),
+    ]
+
+
+def requester_now(
+    session: Session, user_id: uuid.UUID | None, email: str
+) -> tuple[Principal, DomainError | None]:
     """The requester with the permissions they have *now*; refused if no longer active."""
-    user = (
-        load_active_user(session, request.requested_by_user_id)
-        if request.requested_by_user_id is not None
-        else None
-    )
+    user = load_active_user(session, user_id) if user_id is not None else None
     if user is None:
-        principal = Principal(request.requested_by_user_id, request.requested_by_email, frozenset())
+        principal = Principal(user_id, email, frozenset())
         return principal, DomainError(
             403, "not allowed to retry: the requesting user is no longer active"
         )
     return principal_for(user), None
 
 
-def _settle(
-    request: RetryRequest,
-    state: RequestState,
-    now: datetime,
-    *,
-    successor: PurchaseExecution | None = None,
-    refusal: DomainError | None = None,
-) -> None:
-    request.state = state.value
+def _reject(request: RetryRequest, refusal: DomainError, *, now: datetime) -> None:
+    request.state = RequestState.REJECTED.value
     request.finished_at = now
-    if successor is not None:
-        request.successor_execution_id = successor.execution_id
-        request.retry_attempt_n = successor.retry_attempt_n
-    if refusal is not None:
-        request.error = refusal.message
-        request.refusal_status = refusal.status
-        request.details = dict(refusal.details)
+    request.error = refusal.message
+    request.refusal_status = refusal.status
+    request.details = dict(refusal.details)
 
 
 def request_outcome(request: RetryRequest) -> dict[str, Any]:
