@@ -18,12 +18,13 @@ from flask.cli import AppGroup
 
 from app import get_settings
 from app.db import fresh_read, unit_of_work, utcnow
+from app.domain.bulk_retry import BatchState
 from app.domain.errors import DomainError
 from app.domain.rbac import Action, Principal
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
 from app.models import RetryRequest
-from app.services import approvals, demo, executions, identity, retry
+from app.services import approvals, bulk_retry, demo, executions, identity, retry
 
 users_cli = AppGroup("users", help="Manage users.")
 groups_cli = AppGroup("groups", help="Manage groups and their permissions.")
@@ -178,7 +179,7 @@ def list_command(status: str | None, limit: int) -> None:
 
 
 @executions_cli.command("retry")
-@click.argument("execution_id")
+@click.argument("execution_ids", metavar="ID [ID ...]", nargs=-1, required=True)
 @click.option("--as", "email", required=True, help="The user the retry is made for.")
 @click.option("--force", is_flag=True, help="Override the retry threshold (nothing else).")
 @click.option(
@@ -189,13 +190,27 @@ def list_command(status: str | None, limit: int) -> None:
     help="Seconds to wait for the worker's outcome.",
 )
 @refusals_exit_nonzero
-def retry_command(execution_id: str, email: str, force: bool, wait: float) -> None:
-    """Retry the failed execution EXECUTION_ID as the user EMAIL, and wait for the outcome.
+def retry_command(execution_ids: tuple[str, ...], email: str, force: bool, wait: float) -> None:
+    """Retry failed executions as the user EMAIL, and wait for the outcome.
 
-    The same checks as the panel and the API; the worker re-checks and does the work.
-    Exit status: 0 succeeded, 1 refused, rejected or failed, 3 still queued after --wait.
+    One ID is one retry request; several (or `-`, which reads ids from standard input,
+    separated by whitespace) are one bulk retry, each row with its own outcome. The
+    same checks as the panel and the API; the worker re-checks and does the work.
+    Exit status: 0 all succeeded, 1 any refused, rejected or failed, 3 still queued
+    after --wait.
     """
-    request = retry.ask_for_retry(_principal_of(email), execution_id, force=force)
+    principal = _principal_of(email)
+    if len(execution_ids) == 1 and execution_ids[0] != "-":
+        _retry_one(principal, execution_ids[0], force=force, wait=wait)
+        return
+    ids: list[str] = []
+    for argument in execution_ids:
+        ids += sys.stdin.read().split() if argument == "-" else [argument]
+    _retry_many(principal, ids, force=force, wait=wait)
+
+
+def _retry_one(principal: Principal, execution_id: str, *, force: bool, wait: float) -> None:
+    request = retry.ask_for_retry(principal, execution_id, force=force)
     click.echo(f"retry request {request.id} queued")
     outcome = _wait_for_outcome(request.id, wait)
     if outcome.state == RequestState.SUCCEEDED:
@@ -211,6 +226,42 @@ def retry_command(execution_id: str, email: str, force: bool, wait: float) -> No
         )
     verb = "rejected" if outcome.state == RequestState.REJECTED else "failed"
     raise click.ClickException(describe_refusal(f"{verb}: {outcome.error}", outcome.details))
+
+
+def _retry_many(principal: Principal, ids: list[str], *, force: bool, wait: float) -> None:
+    """A bulk retry: one line per row once the worker has settled them all."""
+    batch = bulk_retry.ask_for_bulk_retry(principal, {"execution_ids": ids, "force": force})
+    click.echo(f"retry batch {batch.id} queued: {batch.total} executions")
+    deadline = time.monotonic() + wait
+    while True:
+        with fresh_read() as session:
+            body = bulk_retry.batch_as_dict(session, batch)
+        if body["state"] == BatchState.DONE or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    for item in body["items"]:
+        if item["state"] == RequestState.SUCCEEDED:
+            click.echo(
+                f"{item['execution_id']}: succeeded: new execution "
+                f"{item['successor_execution_id']}, pending approval"
+            )
+        elif item["state"] != RequestState.QUEUED:
+            line = (
+                f"{item['execution_id']}: {item['state']} ({item['status_code']}): {item['error']}"
+            )
+            details = {k: v for k, v in item.items() if k not in bulk_retry.ITEM_FIELDS}
+            click.echo(describe_refusal(line, details))
+    click.echo(
+        f"{body['succeeded']} succeeded, {body['rejected']} rejected, {body['failed']} failed"
+        f", {body['queued']} still queued"
+    )
+    if body["state"] != BatchState.DONE:
+        raise StillQueued(
+            f"retry batch {batch.id} is not done after {wait:g}s: "
+            "is a worker running (celery -A tasks worker)?"
+        )
+    if body["rejected"] or body["failed"]:
+        raise click.exceptions.Exit(1)
 
 
 def _wait_for_outcome(request_id: Any, wait: float) -> RetryRequest:

@@ -112,7 +112,8 @@ def bulk_refusal(principal: Principal) -> DomainError | None:
     if principal.user_id is not None and authorize(principal, Action.RETRY, principal.user_id):
         return None
     return DomainError(
-        403, "not allowed to retry purchases: retry-any:purchases or retry-own:purchases is required"
+        403,
+        "not allowed to retry purchases: retry-any:purchases or retry-own:purchases is required",
     )
 
 

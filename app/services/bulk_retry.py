@@ -105,7 +105,12 @@ def record_batch(
         session,
         "retry.batch_requested",
         actor=principal,
-        details={"batch_id": str(batch.id), "total": batch.total, "force": force, **batch.selection},
+        details={
+            "batch_id": str(batch.id),
+            "total": batch.total,
+            "force": force,
+            **batch.selection,
+        },
     )
     return batch
 
@@ -372,7 +377,9 @@ def find_batch(session: Session, principal: Principal, raw_batch_id: str) -> Ret
     return batch
 
 
-def batch_as_dict(session: Session, batch: RetryBatch, *, with_items: bool = True) -> dict[str, Any]:
+def batch_as_dict(
+    session: Session, batch: RetryBatch, *, with_items: bool = True
+) -> dict[str, Any]:
     """`GET /api/purchases/retry-batches/<id>`: the state counted from the items, and
     each item's outcome as the single retry request would give it."""
     counts: dict[str, int] = {}
@@ -411,7 +418,12 @@ def batch_as_dict(session: Session, batch: RetryBatch, *, with_items: bool = Tru
     return body
 
 
+# Every item has these; the rest of an item are its refusal's details.
+ITEM_FIELDS = ("execution_id", "state", "successor_execution_id", "status_code", "error")
+
+
 def item_as_dict(item: RetryBatchItem) -> dict[str, Any]:
+    """One row's outcome: the fields every item has, then its refusal's details."""
     body: dict[str, Any] = {
         "execution_id": item.execution_id,
         "state": item.state,

@@ -102,7 +102,10 @@ def link_predecessors(
     uuid_type = CanonicalUUID()
     successor = case(
         *(
-            (PurchaseExecution.execution_id == literal(predecessor, uuid_type), literal(new, uuid_type))
+            (
+                PurchaseExecution.execution_id == literal(predecessor, uuid_type),
+                literal(new, uuid_type),
+            )
             for predecessor, new in successor_of.items()
         )
     )
@@ -141,4 +144,3 @@ def insert_suppressions(
     ]
     if rows:
         session.execute(insert(PurchaseSuppression), rows)
-

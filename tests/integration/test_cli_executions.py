@@ -110,3 +110,52 @@ def test_list_filters_by_status_and_shows_hints(settings, committed_db):
 
     bogus = flask_cli(settings, "executions", "list", "--status", "bogus")
     assert bogus.returncode == 2
+
+
+@pytest.mark.worker
+def test_several_ids_are_one_bulk_retry_with_a_line_per_row(
+    settings, committed_db, celery_worker, mailbox
+):
+    with unit_of_work() as session:
+        alice = make_user(session)
+        first, second = failed(session, alice), failed(session, alice)
+        persistent = failed(session, alice, error="IAM denied: iam:PassRole")
+    result = flask_cli(
+        settings,
+        "executions",
+        "retry",
+        str(first.execution_id),
+        "-",
+        "--as",
+        alice.email,
+        stdin=f"{second.execution_id}\n  {persistent.execution_id}\nnot-an-id\n",
+    )
+    assert result.returncode == 1, result.stderr
+    assert "retry batch " in result.stdout and "queued: 4 executions" in result.stdout
+    for row in (first, second):
+        assert f"{row.execution_id}: succeeded: new execution " in result.stdout
+    assert f"{persistent.execution_id}: rejected (409): this failure will recur" in result.stdout
+    assert "ops_hint: Grant the purchasing role" in result.stdout
+    assert "not-an-id: rejected (400): malformed execution id" in result.stdout
+    assert "2 succeeded, 2 rejected, 0 failed, 0 still queued" in result.stdout
+
+
+@pytest.mark.worker
+def test_a_bulk_retry_of_retryable_rows_exits_0(settings, committed_db, celery_worker, mailbox):
+    with unit_of_work() as session:
+        alice = make_user(session)
+        ids = [str(failed(session, alice).execution_id) for _ in range(3)]
+    result = flask_cli(
+        settings, "executions", "retry", "-", "--as", alice.email, stdin=" ".join(ids)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 succeeded, 0 rejected, 0 failed" in result.stdout
+
+
+def test_a_bulk_retry_of_too_many_ids_is_refused_whole(settings, committed_db):
+    with unit_of_work() as session:
+        alice = make_user(session)
+    ids = "\n".join(f"00000000-0000-4000-8000-{n:012d}" for n in range(10_001))
+    result = flask_cli(settings, "executions", "retry", "-", "--as", alice.email, stdin=ids)
+    assert result.returncode == 1
+    assert "at most 10,000 execution ids per request; got 10,001" in result.stderr

@@ -17,9 +17,9 @@ from app.domain.statuses import Status
 from app.models import AuditEvent, Notification, PurchaseExecution, PurchaseSuppression
 from app.services import bulk_retry, successors
 from app.services.identity import principal_for
+from tests.conftest import drain
 from tests.factories import make_account, make_execution, make_user, recommendation
 from tests.integration.tasks.flows import execution, failed_row
-from tests.conftest import drain
 from tests.support.commands import wait_until
 
 pytestmark = pytest.mark.worker
@@ -99,9 +99,7 @@ def test_every_row_gets_its_own_outcome_in_the_single_retry_s_order(
     assert items[str(persistent.execution_id)]["ops_hint"].startswith("Grant the purchasing role")
     assert items[str(not_mine.execution_id)]["status_code"] == 403
     assert items[str(at_threshold.execution_id)]["threshold"] == 5
-    assert items[str(already.execution_id)]["retry_execution_id"] == str(
-        already.retry_execution_id
-    )
+    assert items[str(already.execution_id)]["retry_execution_id"] == str(already.retry_execution_id)
     assert items["not-an-id"]["status_code"] == 400
     assert items[str(unknown)]["status_code"] == 404
     # Nothing but the one successor was written; its email went out, once.
