@@ -17,7 +17,8 @@ transaction fail for any other reason, the task settles its rows one at a time
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import background
-from app.db import new_uuid, unit_of_work
+from app.db import new_uuid, unit_of_work, utcnow
 from app.domain.bulk_retry import (
     CHUNK_SIZE,
     MAX_BATCH_ROWS,
@@ -60,11 +61,18 @@ def ask_for_bulk_retry(principal: Principal, body: Any) -> RetryBatch:
         if denied is not None:
             raise denied
         with unit_of_work() as session:
-            batch = record_batch(session, principal, selection, force=force)
+            batch, chunks = record_batch(
+                session,
+                principal,
+                selection,
+                force=force,
+                policy=retry.current_policy(),
+                now=utcnow(),
+            )
     except DomainError as refusal:
         audit.record_refusal("retry.batch_refused", refusal, actor=principal, execution_id=None)
         raise
-    enqueue_chunks(batch)
+    enqueue_chunks(batch, chunks)
     return batch
 
 
@@ -77,9 +85,22 @@ def parse_request(body: Any) -> tuple[BulkSelection, bool]:
 
 
 def record_batch(
-    session: Session, principal: Principal, selection: BulkSelection, *, force: bool
-) -> RetryBatch:
-    """The batch and one queued item per row, in the caller's transaction."""
+    session: Session,
+    principal: Principal,
+    selection: BulkSelection,
+    *,
+    force: bool,
+    policy: RetryPolicy,
+    now: datetime,
+) -> tuple[RetryBatch, list[int]]:
+    """The batch and its items, in the caller's transaction; returns it and the chunks
+    the worker has to settle.
+
+    Every row is checked here first, as the single retry's web layer does: a refused
+    row's item is settled at once with its refusal (the requester sees it without
+    waiting for a worker), and the rest are queued for the worker, which checks them
+    again against the rows as they are then.
+    """
     ids = selection.execution_ids
     if ids is None:
         ids = matching_ids(session, selection.filter or {})
@@ -93,26 +114,41 @@ def record_batch(
     )
     session.add(batch)
     session.flush()
-    if ids:
+    checked = check_rows(session, principal, None, enumerate(ids), policy, force=force)
+    outcomes, events = _outcomes(batch, principal, checked, {}, now=now)
+    queued = [
+        {"position": position, "state": RequestState.QUEUED.value, "settled_at": None}
+        for position in checked.accepted
+    ]
+    items = sorted([*outcomes, *queued], key=lambda item: item["position"])
+    if items:
         session.execute(
             insert(RetryBatchItem),
             [
-                {"batch_id": batch.id, "position": n, "chunk": chunk_of(n), "execution_id": raw}
-                for n, raw in enumerate(ids)
+                {
+                    **item,
+                    "batch_id": batch.id,
+                    "chunk": chunk_of(item["position"]),
+                    "execution_id": ids[item["position"]],
+                }
+                for item in items
             ],
         )
-    audit.record(
-        session,
-        "retry.batch_requested",
-        actor=principal,
-        details={
-            "batch_id": str(batch.id),
-            "total": batch.total,
-            "force": force,
-            **batch.selection,
-        },
+    events.append(
+        audit.event(
+            "retry.batch_requested",
+            actor=principal,
+            details={
+                "batch_id": str(batch.id),
+                "total": batch.total,
+                "queued": len(queued),
+                "force": force,
+                **batch.selection,
+            },
+        )
     )
-    return batch
+    session.add_all(events)
+    return batch, sorted({chunk_of(position) for position in checked.accepted})
 
 
 def matching_ids(session: Session, raw_filter: Mapping[str, Any]) -> tuple[str, ...]:
@@ -179,26 +215,8 @@ def settle_chunk(
     principal, inactive = retry.requester_now(
         session, batch.requested_by_user_id, batch.requested_by_email
     )
-    refusals: dict[int, DomainError] = {}
-    parsed: dict[int, uuid.UUID] = {}
-    for position, raw in claimed:
-        try:
-            parsed[position] = parse_uuid(raw)
-        except DomainError as malformed:
-            refusals[position] = malformed
-    rows = _load(session, set(parsed.values()))
-    accepted: dict[int, PurchaseExecution] = {}
-    for position, execution_id in parsed.items():
-        row = rows.get(execution_id)
-        refusal = (
-            unknown_execution(execution_id)
-            if row is None
-            else inactive or retry_refusal(principal, row, policy, force=batch.force)
-        )
-        if refusal is None:
-            accepted[position] = row  # type: ignore[assignment]  # row is set here
-        else:
-            refusals[position] = refusal
+    checked = check_rows(session, principal, inactive, claimed, policy, force=batch.force)
+    accepted = checked.accepted
     created = successors.create_successors(
         session, list(accepted.values()), principal, grace=grace, now=now
     )
@@ -207,11 +225,54 @@ def settle_chunk(
         fresh = _load(session, {accepted[position].execution_id for position in lost})
         for position in lost:
             row = fresh[accepted.pop(position).execution_id]
-            refusals[position] = retry_refusal(
+            checked.refusals[position] = retry_refusal(
                 principal, row, policy, force=batch.force
             ) or DomainError(409, "this execution has already been retried")
-    _record_outcomes(session, batch, principal, accepted, created, refusals, parsed, now=now)
+    outcomes, events = _outcomes(batch, principal, checked, created, now=now)
+    session.execute(update(RetryBatchItem), [{**item, "batch_id": batch.id} for item in outcomes])
+    session.add_all(events)
     return list(created.values())
+
+
+@dataclass
+class Checked:
+    """The rows of a batch (by position) after the single retry's checks."""
+
+    parsed: dict[int, uuid.UUID] = field(default_factory=dict)
+    accepted: dict[int, PurchaseExecution] = field(default_factory=dict)
+    refusals: dict[int, DomainError] = field(default_factory=dict)
+
+
+def check_rows(
+    session: Session,
+    principal: Principal,
+    inactive: DomainError | None,
+    raw_ids: Iterable[tuple[int, str]],
+    policy: RetryPolicy,
+    *,
+    force: bool,
+) -> Checked:
+    """Each (position, id as given) through the single retry's checks, in its order:
+    400 malformed, 404 unknown, then `inactive` (the requester is gone: 403), then
+    `retry_refusal`. The rows are loaded in one query."""
+    checked = Checked()
+    for position, raw in raw_ids:
+        try:
+            checked.parsed[position] = parse_uuid(raw)
+        except DomainError as malformed:
+            checked.refusals[position] = malformed
+    rows = _load(session, set(checked.parsed.values()))
+    for position, execution_id in checked.parsed.items():
+        row = rows.get(execution_id)
+        if row is None:
+            checked.refusals[position] = unknown_execution(execution_id)
+            continue
+        refusal = inactive or retry_refusal(principal, row, policy, force=force)
+        if refusal is None:
+            checked.accepted[position] = row
+        else:
+            checked.refusals[position] = refusal
+    return checked
 
 
 def _load(session: Session, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, PurchaseExecution]:
@@ -225,46 +286,42 @@ def _load(session: Session, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Purch
     return {row.execution_id: row for row in rows}
 
 
-def _record_outcomes(
-    session: Session,
+def _outcomes(
     batch: RetryBatch,
     principal: Principal,
-    accepted: Mapping[int, PurchaseExecution],
+    checked: Checked,
     created: Mapping[uuid.UUID, uuid.UUID],
-    refusals: Mapping[int, DomainError],
-    parsed: Mapping[int, uuid.UUID],
     *,
     now: datetime,
-) -> None:
-    """Each item's outcome (one executemany) and its audit events (one flush)."""
+) -> tuple[list[dict[str, Any]], list[AuditEvent]]:
+    """Each settled item's outcome (rows `created` succeeded, refusals were rejected)
+    and the audit events that record them."""
     batch_id = str(batch.id)
     outcomes: list[dict[str, Any]] = []
     events: list[AuditEvent] = []
-    for position, row in accepted.items():
+    for position, row in checked.accepted.items():
+        if row.execution_id not in created:
+            continue
         successor_id = created[row.execution_id]
-        outcomes.append(
-            _outcome(batch, position, RequestState.SUCCEEDED, now, successor=successor_id)
-        )
+        outcomes.append(_outcome(position, RequestState.SUCCEEDED, now, successor=successor_id))
         events += retry.success_events(
             principal, row, successor_id, force=batch.force, batch_id=batch_id
         )
-    for position, refusal in refusals.items():
-        outcomes.append(_outcome(batch, position, RequestState.REJECTED, now, refusal=refusal))
+    for position, refusal in checked.refusals.items():
+        outcomes.append(_outcome(position, RequestState.REJECTED, now, refusal=refusal))
         known = refusal.status not in (400, 404)
         events.append(
             audit.event(
                 "retry.rejected",
                 actor=principal,
-                execution_id=parsed[position] if known else None,
+                execution_id=checked.parsed[position] if known else None,
                 details=audit.refusal_details(refusal, force=batch.force, batch_id=batch_id),
             )
         )
-    session.execute(update(RetryBatchItem), outcomes)
-    session.add_all(events)
+    return outcomes, events
 
 
 def _outcome(
-    batch: RetryBatch,
     position: int,
     state: RequestState,
     now: datetime,
@@ -273,7 +330,6 @@ def _outcome(
     refusal: DomainError | None = None,
 ) -> dict[str, Any]:
     return {
-        "batch_id": batch.id,
         "position": position,
         "state": state.value,
         "successor_execution_id": successor,

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.support.commands import start_worker, stop_worker
 from tests.support.smtp import ScriptedSmtp, free_port
 
 
@@ -30,3 +37,37 @@ def scripted_smtp(app, settings, monkeypatch):
     yield start
     for controller in controllers:
         controller.stop()
+
+
+@pytest.fixture
+def worker_processes(app, settings, smtp_server, committed_db, redis_db) -> Iterator[list]:
+    """Starts `celery -A tasks worker` processes on demand; stops what is left after."""
+    started: list[subprocess.Popen] = []
+    celery_app = app.extensions["celery"]
+
+    def start(name: str, *, wait: bool = True) -> subprocess.Popen:
+        """Start worker `name`; with `wait`, return once it answers a ping (a solo
+        worker busy with a task cannot answer one)."""
+        process = start_worker(
+            settings,
+            name,
+            SMTP_HOST=smtp_server.host,
+            SMTP_PORT=str(smtp_server.port),
+            FROM_EMAIL=settings.from_email,
+        )
+        started.append(process)
+        deadline = time.monotonic() + 30
+        while wait and not celery_app.control.ping(destination=[_node(name)], timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker {name} did not start:\n{stop_worker(process)}")
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            stop_worker(process)
+
+
+def _node(name: str) -> str:
+    """The node name `start_worker` gives a worker."""
+    return f"{name}-{os.getpid()}@{socket.gethostname()}"

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 
 import pytest
-from sqlalchemy import func, select
+from kombu import Connection
+from sqlalchemy import func, select, update
 
-from app.db import unit_of_work
+from app.db import db, unit_of_work, utcnow
 from app.domain.bulk_retry import CHUNK_SIZE
 from app.domain.errors import DomainError
 from app.domain.statuses import Status
 from app.models import AuditEvent, Notification, PurchaseExecution, PurchaseSuppression
-from app.services import bulk_retry, successors
+from app.services import bulk_retry, retry, successors
 from app.services.identity import principal_for
 from tests.conftest import drain
 from tests.factories import make_account, make_execution, make_user, recommendation
@@ -229,3 +232,100 @@ def test_a_request_is_refused_whole_only_for_its_shape_or_a_requester_who_may_re
             .where(AuditEvent.action == "retry.batch_refused")
         )
     assert refusals == 10
+
+
+def test_the_worker_checks_each_row_again_as_it_is_then(committed_db, redis_db):
+    with unit_of_work() as session:
+        alice = make_user(session)
+        rows = [failed_row(session, alice) for _ in range(3)]
+    batch = ask(alice, {"execution_ids": [str(row.execution_id) for row in rows]})
+    with unit_of_work() as session:  # meanwhile: one row is retried, one revoked
+        session.merge(rows[0]).retry_execution_id = make_execution(
+            session, created_by=alice
+        ).execution_id
+        session.merge(rows[1]).created_by_user_id = make_user(session).id
+    with unit_of_work() as session:
+        created = bulk_retry.settle_chunk(
+            session,
+            batch.id,
+            0,
+            policy=retry.current_policy(),
+            grace=timedelta(days=7),
+            now=utcnow(),
+        )
+    items = done(batch.id, timeout=1)["items"]
+    assert [item["state"] for item in items] == ["rejected", "rejected", "succeeded"]
+    assert items[0]["retry_execution_id"] and items[1]["status_code"] == 403
+    assert [uuid.UUID(items[2]["successor_execution_id"])] == created
+
+
+def test_a_chunk_redelivered_after_its_worker_was_killed_mid_way_writes_and_sends_once(
+    settings, worker_processes, mailbox, redis_db, backend
+):
+    """The worker is killed -9 inside the chunk's transaction (held there by a lock the
+    test takes); the broker then redelivers the unacknowledged message to a new worker."""
+    with unit_of_work() as session:
+        alice = make_user(session)
+        rows = [failed_row(session, alice) for _ in range(6)]
+    batch = ask(alice, {"execution_ids": [str(row.execution_id) for row in rows]})
+
+    with db.engine.connect() as blocker:
+        blocker.begin()
+        if backend == "sqlite":  # the chunk waits for the write lock, which a write takes
+            blocker.execute(
+                update(PurchaseExecution)
+                .where(PurchaseExecution.execution_id == rows[-1].execution_id)
+                .values(error=PurchaseExecution.error)
+            )
+        else:  # the chunk inserts its successors, then waits to link the last row
+            blocker.execute(
+                select(PurchaseExecution.execution_id)
+                .where(PurchaseExecution.execution_id == rows[-1].execution_id)
+                .with_for_update()
+            )
+        doomed = worker_processes("doomed", wait=False)
+        wait_until(lambda: redis_db.hlen("unacked"), what="the worker to take the chunk")
+        if backend == "sqlite":
+            time.sleep(0.5)
+        else:
+            wait_until(lambda: _waiting_on_a_lock(blocker), what="the chunk to block")
+        doomed.kill()
+        doomed.wait(timeout=10)
+        blocker.rollback()
+
+    assert done_or_none(batch.id) is None  # nothing of the chunk was committed
+    with unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(PurchaseExecution)) == 6
+    _redeliver_unacknowledged(settings.redis_url)
+    worker_processes("survivor")
+
+    body = done(batch.id)
+    assert body["succeeded"] == 6
+    new_ids = [item["successor_execution_id"] for item in body["items"]]
+    wait_until(lambda: len(approval_emails_for(mailbox, new_ids)) == 6, what="6 emails")
+    time.sleep(1.0)  # a second copy would arrive about now
+    assert set(approval_emails_for(mailbox, new_ids).values()) == {1}
+    with unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(PurchaseExecution)) == 12
+
+
+def done_or_none(batch_id):
+    with unit_of_work() as session:
+        batch = bulk_retry.find_batch(session, _admin(session), str(batch_id))
+        body = bulk_retry.batch_as_dict(session, batch)
+    return body if body["state"] != "queued" else None
+
+
+def _waiting_on_a_lock(connection) -> bool:
+    waiting = connection.exec_driver_sql(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return waiting.scalar() > 0
+
+
+def _redeliver_unacknowledged(redis_url: str) -> None:
+    """What Redis does for a dead worker's message once the visibility timeout has
+    passed (an hour in production): put it back on its queue, now."""
+    with Connection(redis_url, transport_options={"visibility_timeout": 0}) as connection:
+        connection.default_channel.qos.restore_visible()

@@ -4,11 +4,7 @@ item across a whole retry lineage, even when a worker dies mid-purchase (SPEC se
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -22,7 +18,7 @@ from app.services import approvals, maintenance
 from app.services.identity import principal_for
 from tests.factories import make_user, recommendation
 from tests.integration.tasks.flows import email_settled, execution, failed_row, queue_retry, settled
-from tests.support.commands import start_worker, stop_worker, wait_until
+from tests.support.commands import wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -85,38 +81,6 @@ def test_an_approved_retry_buys_only_what_its_lineage_has_not_bought(
     time.sleep(0.5)
     assert len(mailbox.messages) == 2
     assert mailbox.messages[1].rcpt_tos == [alice.email]
-
-
-@pytest.fixture
-def worker_processes(app, settings, smtp_server, committed_db, redis_db) -> Iterator[list]:
-    """Starts `celery -A tasks worker` processes on demand; stops what is left after."""
-    started: list[subprocess.Popen] = []
-    celery_app = app.extensions["celery"]
-
-    def start(name: str) -> subprocess.Popen:
-        process = start_worker(
-            settings,
-            name,
-            SMTP_HOST=smtp_server.host,
-            SMTP_PORT=str(smtp_server.port),
-            FROM_EMAIL=settings.from_email,
-        )
-        started.append(process)
-        deadline = time.monotonic() + 30
-        while not celery_app.control.ping(destination=[_node(name)], timeout=0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"worker {name} did not start:\n{stop_worker(process)}")
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            stop_worker(process)
-
-
-def _node(name: str) -> str:
-    """The node name `start_worker` gives a worker."""
-    return f"{name}-{os.getpid()}@{socket.gethostname()}"
 
 
 def test_a_worker_killed_mid_purchase_is_reaped_and_its_retry_buys_the_rest_once(
