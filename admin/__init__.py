@@ -1,4 +1,9 @@
-"""The Flask-Admin panel, server-rendered. `init_admin(app)` mounts it at /admin."""
+"""The Flask-Admin panel, server-rendered. `init_admin(app)` mounts it at /admin.
+
+Views are added in one place, below, one `add_view` call each (the management views
+through `admin.manage.add_views`); Flask-Admin leaves a view a user may not open out of
+their menu.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from flask import Blueprint, Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
+from admin import manage
 from admin.views import HomeView, PurchaseHistoryView
 from app.db import db
 from app.models import PurchaseExecution
@@ -31,4 +37,5 @@ def init_admin(app: Flask) -> Admin:
                 PurchaseExecution, db.session, name="Purchase History", endpoint="purchases"
             )
         )
+        manage.add_views(panel, db.session)
     return panel
