@@ -14,6 +14,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from admin import manage
+from admin.bulk import RetryBatchView
 from admin.views import HomeView, PurchaseHistoryView
 from app.db import db
 from app.models import PurchaseExecution
@@ -21,7 +22,15 @@ from app.models import PurchaseExecution
 
 def init_admin(app: Flask) -> Admin:
     """Mount the panel on `app`, with this package's templates on the search path."""
-    app.register_blueprint(Blueprint("panel", __name__, template_folder="templates"))
+    app.register_blueprint(
+        Blueprint(
+            "panel",
+            __name__,
+            template_folder="templates",
+            static_folder="static",
+            static_url_path="/panel-static",
+        )
+    )
     panel = Admin(
         app,
         name="Commitment purchases",
@@ -38,4 +47,5 @@ def init_admin(app: Flask) -> Admin:
             )
         )
         manage.add_views(panel, db.session)
+    panel.add_view(RetryBatchView(name="Retry batch", endpoint="retry_batches"))
     return panel

@@ -13,6 +13,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
+from admin.bulk import BulkRetryMixin
 from admin.row_actions import cells_for_page, refusal_text
 from admin.security import PermissionRequiredMixin
 from app.auth.session import safe_next_url
@@ -49,7 +50,7 @@ def format_timestamp(_view: Any, value: datetime, _name: str) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class PurchaseHistoryView(PermissionRequiredMixin, ModelView):
+class PurchaseHistoryView(BulkRetryMixin, PermissionRequiredMixin, ModelView):
     """Purchase History: newest first, read-only records, an action cell per row.
 
     Row actions are POST forms (CSRF token, confirmation) to this view's own endpoints;

@@ -1,0 +1,167 @@
+"""Bulk retry in the panel (SPEC section 3's bulk path): "Retry selected", "Retry all N
+matching this filter", and the batch page that follows the worker.
+
+Both buttons call `bulk_retry.ask_for_bulk_retry`, the path the API and the CLI take:
+every row is checked on its own, refusals are known at once and reported in one flash,
+the rest are settled by the worker while the batch page shows their progress.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, request, url_for
+from flask_admin import BaseView, expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla import ModelView
+from flask_login import current_user
+from markupsafe import Markup, escape
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from admin.row_actions import refusal_text
+from admin.security import PermissionRequiredMixin
+from app.db import db
+from app.domain.bulk_retry import MAX_BATCH_ROWS, bulk_refusal
+from app.domain.errors import DomainError
+from app.domain.retry import RequestState
+from app.domain.statuses import Status
+from app.models import PurchaseExecution, RetryBatch
+from app.services import bulk_retry
+from app.services.identity import principal_for
+
+RETRY_SELECTED_CONFIRM = (
+    "Retry the selected executions? Each row is checked on its own; refused rows are "
+    "reported and left as they are."
+)
+
+
+class BulkRetryMixin:
+    """For PurchaseHistoryView: the "Retry selected" action and "Retry all matching"."""
+
+    @action("retry", "Retry selected", RETRY_SELECTED_CONFIRM)
+    def action_retry(self, ids: list[str]) -> Response:
+        """Flask-Admin's bulk action (a POST with its CSRF-checked action form)."""
+        return _ask(ids, selection=None)
+
+    def is_action_allowed(self, name: str) -> bool:
+        """Offer "Retry selected" only to users who may retry something."""
+        if name == "retry":
+            return (
+                current_user.is_authenticated and bulk_refusal(principal_for(current_user)) is None
+            )
+        return super().is_action_allowed(name)  # type: ignore[misc]
+
+    def matching_failed(self) -> tuple[int, bool] | None:
+        """How many failed rows the list's current filter or search matches (counted up
+        to the most a batch holds: `(n, more)`), or None when the list is unfiltered
+        (retrying every failed row ever is not a button)."""
+        view_args = self._get_list_extra_args()  # type: ignore[attr-defined]
+        if not (view_args.filters or view_args.search):
+            return None
+        ids = _matching_failed_ids(self, view_args)
+        return min(len(ids), MAX_BATCH_ROWS), len(ids) > MAX_BATCH_ROWS
+
+    @expose("/retry-matching", methods=("POST",))
+    def retry_matching_view(self) -> Response:
+        """ "Retry all N matching this filter": the rows matching the filter now."""
+        from flask_wtf.csrf import validate_csrf
+
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except Exception:
+            raise DomainError(400, "the form has expired: reload the page and try again") from None
+        view_args = self._get_list_extra_args()  # type: ignore[attr-defined]
+        if not (view_args.filters or view_args.search):
+            raise DomainError(400, "filter or search the list first")
+        ids = _matching_failed_ids(self, view_args)
+        if len(ids) > MAX_BATCH_ROWS:
+            flash(
+                f"The filter matches more than {MAX_BATCH_ROWS:,} failed executions: narrow it",
+                "error",
+            )
+            return redirect(request.full_path.replace("/retry-matching", "/", 1))
+        return _ask(ids, selection=dict(request.args))
+
+
+def _matching_failed_ids(view: Any, view_args: Any) -> list[str]:
+    """The failed rows of the view's own filtered, searched query (the list's rules,
+    whatever they are), oldest first, one more than a batch may hold."""
+    # ModelView's own get_list: the view's override works out a page's action cells.
+    _count, query = ModelView.get_list(
+        view, 0, None, False, view_args.search, view_args.filters, execute=False, page_size=0
+    )
+    matching = query.with_entities(PurchaseExecution.execution_id).order_by(None)
+    found = db.session.scalars(
+        select(PurchaseExecution.execution_id)
+        .where(
+            PurchaseExecution.execution_id.in_(matching.scalar_subquery()),
+            PurchaseExecution.status == Status.FAILED.value,
+        )
+        .order_by(PurchaseExecution.created_at, PurchaseExecution.execution_id)
+        .limit(MAX_BATCH_ROWS + 1)
+    ).all()
+    return [str(execution_id) for execution_id in found]
+
+
+def _ask(ids: list[str], *, selection: dict[str, str] | None) -> Response:
+    """Record the batch and report it in one flash: a line per refused row, the count
+    queued, and a link to the batch page."""
+    try:
+        batch = bulk_retry.ask_for_bulk_retry(principal_for(current_user), {"execution_ids": ids})
+    except DomainError as refusal:
+        flash(refusal_text(refusal), "error")
+        return redirect(request.referrer or url_for("purchases.index_view"))
+    body = bulk_retry.batch_as_dict(db.session(), batch)
+    flash(batch_summary(body), "success" if not body["rejected"] else "warning")
+    return redirect(url_for("retry_batches.details", batch_id=batch.id))
+
+
+def batch_summary(body: dict[str, Any]) -> Markup:
+    """One flash for a whole batch: what happened to each row, as far as is known."""
+    url = url_for("retry_batches.details", batch_id=body["batch_id"])
+    lines = [
+        Markup(
+            "Retry of {total} executions: {queued} queued, {rejected} refused — "
+            '<a href="{url}" data-batch-link>follow the batch</a>'
+        ).format(total=body["total"], queued=body["queued"], rejected=body["rejected"], url=url)
+    ]
+    for item in body.get("items", []):
+        if item["state"] == RequestState.REJECTED:
+            refusal = DomainError(item["status_code"], item["error"], **_details(item))
+            lines.append(
+                Markup("<br><code>{id}</code>: {why}").format(
+                    id=item["execution_id"][:36], why=refusal_text(refusal)
+                )
+            )
+        elif item["state"] == RequestState.QUEUED:
+            lines.append(Markup("<br><code>{id}</code>: queued").format(id=item["execution_id"]))
+    return Markup("").join(lines)
+
+
+def _details(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in bulk_retry.ITEM_FIELDS}
+
+
+class RetryBatchView(PermissionRequiredMixin, BaseView):
+    """A batch's page: its counts and each row's outcome, kept up to date by polling
+    the batch's JSON (a few lines of plain JavaScript). Not in the menu: a batch is
+    reached from the flash that created it."""
+
+    def is_visible(self) -> bool:
+        return False
+
+    @expose("/")
+    def index(self) -> Response:
+        return redirect(url_for("purchases.index_view"))
+
+    @expose("/<path:batch_id>")
+    def details(self, batch_id: str) -> str:
+        session = db.session()
+        batch: RetryBatch = bulk_retry.find_batch(session, principal_for(current_user), batch_id)
+        return self.render(
+            "panel/retry_batch.html",
+            batch=bulk_retry.batch_as_dict(session, batch),
+            status_url=url_for("api.retry_batch_state", batch_id=batch.id),
+            escape=escape,
+        )

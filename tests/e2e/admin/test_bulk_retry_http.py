@@ -1,0 +1,137 @@
+"""The panel's bulk retry over HTTP: "Retry selected" (Flask-Admin's action), "Retry all N
+matching this filter", and the batch page. No worker runs: rows wait queued."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+from sqlalchemy import func, select
+
+from app.domain.statuses import Status
+from app.models import RetryBatch, RetryBatchItem
+from tests.e2e.helpers import csrf_from, page_login
+from tests.factories import PASSWORD, make_execution, make_user, recommendation
+
+LIST = "/admin/purchases/"
+
+
+def signed_in(client, session, groups=()):
+    user = make_user(session, groups=groups)
+    page_login(client, user.email, PASSWORD)
+    return user
+
+
+def failed(session, user, **fields):
+    values = {"error": "capacity", "recommendations": [recommendation()]}
+    return make_execution(session, Status.FAILED, created_by=user, **(values | fields))
+
+
+def retry_selected(client, ids, *, token=True):
+    form = {"action": "retry", "rowid": [str(i) for i in ids]}
+    if token:
+        form["csrf_token"] = csrf_from(client.get(LIST).text)
+    return client.post(f"{LIST}action/", data=form, follow_redirects=True)
+
+
+def batches(session) -> int:
+    return session.scalar(select(func.count()).select_from(RetryBatch))
+
+
+def test_retry_selected_reports_every_row_in_one_flash(client, db_session):
+    user = signed_in(client, db_session)
+    other = make_user(db_session)
+    mine = failed(db_session, user)
+    persistent = failed(db_session, user, error="IAM denied: iam:PassRole")
+    not_mine = failed(db_session, other)
+
+    page = retry_selected(
+        client, [mine.execution_id, persistent.execution_id, not_mine.execution_id]
+    )
+    assert page.status_code == 200
+    flashes = re.findall(r'data-flash="[^"]+">(.*?)</div>', page.text, re.S)
+    assert len(flashes) == 1
+    [flash] = flashes
+    assert "Retry of 3 executions: 1 queued, 2 refused" in flash
+    assert f"<code>{persistent.execution_id}</code>: this failure will recur" in flash
+    assert "Grant the purchasing role" in flash
+    assert f"<code>{not_mine.execution_id}</code>: not allowed to retry" in flash
+    assert f"<code>{mine.execution_id}</code>: queued" in flash
+    # The batch page shows every row, and the queued one waits for the worker.
+    assert 'data-batch-item="' + str(mine.execution_id) + '" data-item-state="queued"' in page.text
+    found = db_session.execute(select(RetryBatchItem.execution_id, RetryBatchItem.state))
+    states = {execution_id: state for execution_id, state in found}
+    assert states == {
+        str(mine.execution_id): "queued",
+        str(persistent.execution_id): "rejected",
+        str(not_mine.execution_id): "rejected",
+    }
+
+
+def test_retry_selected_without_a_csrf_token_changes_nothing(client, db_session):
+    user = signed_in(client, db_session)
+    row = failed(db_session, user)
+    page = retry_selected(client, [row.execution_id], token=False)
+    assert page.status_code == 400 and "CSRF token is missing" in page.text
+    assert batches(db_session) == 0
+
+
+def test_a_user_who_may_retry_nothing_is_not_offered_it_and_is_refused(client, db_session):
+    reader = signed_in(client, db_session, groups=("Read-only",))
+    row = failed(db_session, reader)
+    assert "Retry selected" not in client.get(LIST).text
+    retry_selected(client, [row.execution_id])
+    assert batches(db_session) == 0
+
+
+def test_retry_all_matching_the_filter_says_n_and_retries_those(client, db_session):
+    user = signed_in(client, db_session, groups=("Purchasers",))
+    rows = [failed(db_session, user) for _ in range(3)]
+    make_execution(db_session, Status.COMPLETED, created_by=user)
+
+    listing = client.get(LIST).text
+    assert 'data-action="retry-matching"' not in listing  # unfiltered: no such button
+    page = client.get(LIST, query_string={filter_arg(listing, "Status", "equals"): "failed"})
+    assert "Retry all 3 matching this filter" in page.text
+    assert 'data-confirm="Retry all 3 failed executions matching this filter?' in page.text
+    action = re.search(r'<form method="post" class="mb-2" action="([^"]+)"', page.text).group(1)
+    action = html.unescape(action)
+
+    refused = client.post(action, data={})
+    assert refused.status_code == 400 and batches(db_session) == 0
+    done = client.post(action, data={"csrf_token": csrf_from(page.text)}, follow_redirects=True)
+    assert "Retry of 3 executions: 3 queued, 0 refused" in done.text
+    queued = set(db_session.scalars(select(RetryBatchItem.execution_id)))
+    assert queued == {str(row.execution_id) for row in rows}
+
+
+def filter_arg(page: str, group: str, operation: str) -> str:
+    """The URL argument of one of the list's Flask-Admin filters, as the page lists them."""
+    groups = json.loads(
+        html.unescape(re.search(r'id="filter-groups-data"[^>]*>(.*?)</div>', page, re.S).group(1))
+    )
+    found = next(
+        f
+        for name, filters in groups.items()
+        if group in name
+        for f in filters
+        if f["operation"] == operation
+    )
+    return f"flt0_{found['arg']}"
+
+
+def test_the_batch_page_is_its_requester_s_or_an_admin_s(client, db_session, app):
+    user = signed_in(client, db_session)
+    row = failed(db_session, user)
+    page = retry_selected(client, [row.execution_id])
+    batch_url = re.search(r'href="(/admin/retry_batches/[^"]+)" data-batch-link', page.text).group(
+        1
+    )
+    assert client.get(batch_url).status_code == 200
+    other = app.test_client()
+    signed_in(other, db_session)
+    assert other.get(batch_url).status_code == 403
+    admin = app.test_client()
+    signed_in(admin, db_session, groups=("Administrators",))
+    assert admin.get(batch_url).status_code == 200
