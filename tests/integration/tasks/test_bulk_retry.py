@@ -288,7 +288,7 @@ def test_a_chunk_redelivered_after_its_worker_was_killed_mid_way_writes_and_send
         if backend == "sqlite":
             time.sleep(0.5)
         else:
-            wait_until(lambda: _waiting_on_a_lock(blocker), what="the chunk to block")
+            wait_until(_waiting_on_a_lock, what="the chunk to block")
         doomed.kill()
         doomed.wait(timeout=10)
         blocker.rollback()
@@ -316,12 +316,15 @@ def done_or_none(batch_id):
     return body if body["state"] != "queued" else None
 
 
-def _waiting_on_a_lock(connection) -> bool:
-    waiting = connection.exec_driver_sql(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    return waiting.scalar() > 0
+def _waiting_on_a_lock() -> bool:
+    """A fresh connection each time: PostgreSQL snapshots pg_stat_activity for the rest
+    of a transaction."""
+    with db.engine.connect() as connection:
+        waiting = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return waiting.scalar() > 0
 
 
 def _redeliver_unacknowledged(redis_url: str) -> None:
