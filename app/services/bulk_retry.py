@@ -39,12 +39,13 @@ from app.domain.bulk_retry import (
 )
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_uuid
-from app.domain.rbac import Action, Principal, require
+from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy, retry_refusal
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, RetryBatch, RetryBatchItem
 from app.services import audit, retry, successors
 from app.services.executions import HistoryFilter, unknown_execution
+from app.services.retry_requests import find_requested
 
 CHUNK_TASK = "purchases.retry_batch_chunk"
 
@@ -421,16 +422,8 @@ def stalled_chunks(
 
 
 def find_batch(session: Session, principal: Principal, raw_batch_id: str) -> RetryBatch:
-    """A batch its requester (or an admin) may read, while they may view purchases:
-    403 otherwise, 400 for a malformed id, 404 for an unknown one."""
-    require(principal, Action.VIEW)
-    batch_id = parse_uuid(raw_batch_id, "retry batch id")
-    batch = session.get(RetryBatch, batch_id, populate_existing=True)
-    if batch is None:
-        raise DomainError(404, f"no retry batch {batch_id}")
-    if not principal.is_admin and batch.requested_by_user_id != principal.user_id:
-        raise DomainError(403, "only the user who asked for a bulk retry (or an admin) may read it")
-    return batch
+    """A batch its requester (or an admin) may read (see `find_requested`)."""
+    return find_requested(session, principal, RetryBatch, raw_batch_id, "retry batch")
 
 
 def batch_as_dict(

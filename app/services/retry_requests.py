@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,17 +16,32 @@ from app.domain.retry import RequestState
 from app.models import RetryRequest
 
 
+class Requested(Protocol):
+    requested_by_user_id: uuid.UUID | None
+
+
+R = TypeVar("R", bound=Requested)
+
+
 def find_request(session: Session, principal: Principal, raw_request_id: str) -> RetryRequest:
-    """A retry request its requester (or an admin) may read, while they may view
-    purchases: 403 otherwise, 400 for a malformed id, 404 for an unknown one."""
+    """A retry request its requester (or an admin) may read (see `find_requested`)."""
+    return find_requested(session, principal, RetryRequest, raw_request_id, "retry request")
+
+
+def find_requested(
+    session: Session, principal: Principal, model: type[R], raw_id: str, what: str
+) -> R:
+    """A retry request or batch (`what`), which only its requester or an admin may read,
+    while they may view purchases: 403 otherwise, 400 for a malformed id, 404 for an
+    unknown one."""
     require(principal, Action.VIEW)
-    request_id = parse_uuid(raw_request_id, "retry request id")
-    request = session.get(RetryRequest, request_id, populate_existing=True)
-    if request is None:
-        raise DomainError(404, f"no retry request {request_id}")
-    if not principal.is_admin and request.requested_by_user_id != principal.user_id:
-        raise DomainError(403, "only the user who asked for a retry (or an admin) may read it")
-    return request
+    found_id = parse_uuid(raw_id, f"{what} id")
+    found = session.get(model, found_id, populate_existing=True)
+    if found is None:
+        raise DomainError(404, f"no {what} {found_id}")
+    if not principal.is_admin and found.requested_by_user_id != principal.user_id:
+        raise DomainError(403, f"only the user who asked for a {what} (or an admin) may read it")
+    return found
 
 
 def queued_requests_of(
