@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin.manage.base import ManagedModelView, NoDeleteMixin, keep_own_admin_rights
 from admin.manage.forms import GroupForm
 from admin.security import AdminRequiredMixin
 from app.domain.errors import DomainError
-from app.domain.rbac import InvalidPermission, Principal, validate_permission
+from app.domain.rbac import Principal
 from app.models import Group
 from app.services import audit, identity
 
@@ -59,16 +58,7 @@ def update_group(
     group = session.get(Group, group_id, with_for_update=True, populate_existing=True)
     if group is None:
         raise DomainError(404, f"no group with id {group_id}")
-    clean_name = name.strip()
-    if not clean_name:
-        raise DomainError(400, "group name must not be empty")
-    try:
-        canonical = sorted({validate_permission(p) for p in permissions})
-    except InvalidPermission as exc:
-        raise DomainError(400, str(exc)) from None
-    taken = session.scalar(select(Group.id).where(Group.name == clean_name, Group.id != group.id))
-    if taken is not None:
-        raise DomainError(409, f"a group named {clean_name!r} already exists")
+    clean_name, canonical = identity.group_fields(session, name, permissions, group_id=group.id)
     before = _snapshot(group)
     group.name, group.permissions, group.restricts_defaults = clean_name, canonical, restricts
     after = _snapshot(group)

@@ -99,10 +99,12 @@ def create_user(
     return user
 
 
-def create_group(
-    session: Session, name: str, permissions: Iterable[str], *, restricts_defaults: bool = False
-) -> Group:
-    """Add a group. Refuses an empty or duplicate name and any malformed permission."""
+def group_fields(
+    session: Session, name: str, permissions: Iterable[str], *, group_id: int | None = None
+) -> tuple[str, list[str]]:
+    """A group's name, stripped, and its permissions, validated, deduplicated and sorted:
+    400 for an empty name or a malformed permission, 409 for a name another group
+    (not `group_id`) has."""
     clean_name = name.strip()
     if not clean_name:
         raise DomainError(400, "group name must not be empty")
@@ -110,8 +112,19 @@ def create_group(
         canonical = sorted({canonical_permission(p) for p in permissions})
     except InvalidPermission as exc:
         raise DomainError(400, str(exc)) from None
-    if session.scalar(select(Group).where(Group.name == clean_name)) is not None:
+    taken = select(Group.id).where(Group.name == clean_name)
+    if group_id is not None:
+        taken = taken.where(Group.id != group_id)
+    if session.scalar(taken) is not None:
         raise DomainError(409, f"a group named {clean_name!r} already exists")
+    return clean_name, canonical
+
+
+def create_group(
+    session: Session, name: str, permissions: Iterable[str], *, restricts_defaults: bool = False
+) -> Group:
+    """Add a group. Refuses an empty or duplicate name and any malformed permission."""
+    clean_name, canonical = group_fields(session, name, permissions)
     group = Group(name=clean_name, permissions=canonical, restricts_defaults=restricts_defaults)
     session.add(group)
     session.flush()
