@@ -148,7 +148,7 @@ def record_batch(
             },
         )
     )
-    session.add_all(events)
+    audit.record_all(session, events)
     return batch, sorted({chunk_of(position) for position in checked.accepted})
 
 
@@ -231,7 +231,7 @@ def settle_chunk(
             ) or DomainError(409, "this execution has already been retried")
     outcomes, events = _outcomes(batch, principal, checked, created, now=now)
     session.execute(update(RetryBatchItem), [{**item, "batch_id": batch.id} for item in outcomes])
-    session.add_all(events)
+    audit.record_all(session, events)
     return list(created.values())
 
 

@@ -98,9 +98,7 @@ class HistoryFilter:
 
         error_contains = text_arg("error_contains")
         if error_contains is not None and len(error_contains) > MAX_SEARCH_LENGTH:
-            raise DomainError(
-                400, f"error_contains is longer than {MAX_SEARCH_LENGTH} characters"
-            )
+            raise DomainError(400, f"error_contains is longer than {MAX_SEARCH_LENGTH} characters")
         return cls(
             status=status,
             cloud_account_id=optional_id("cloud_account_id"),

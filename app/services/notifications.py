@@ -360,17 +360,20 @@ def record_all_sent(session: Session, emails: Sequence[OutgoingEmail], *, now: d
         .values(state=NotificationState.SENT.value, sent_at=now, error=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    session.add_all(
-        audit.event(
-            f"{email.kind.value}_email.sent",
-            execution_id=email.execution_id,
-            details={
-                "to": email.recipient,
-                "message_id": email.message["Message-ID"],
-                "attempt": email.attempt,
-            },
-        )
-        for email in emails
+    audit.record_all(
+        session,
+        (
+            audit.event(
+                f"{email.kind.value}_email.sent",
+                execution_id=email.execution_id,
+                details={
+                    "to": email.recipient,
+                    "message_id": email.message["Message-ID"],
+                    "attempt": email.attempt,
+                },
+            )
+            for email in emails
+        ),
     )
     approvals = [email for email in emails if email.kind is NotificationKind.APPROVAL]
     if not approvals:
