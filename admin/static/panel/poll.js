@@ -33,8 +33,12 @@
         setText(row.querySelector('[data-item-field="state"]'), item.state);
         var outcome = row.querySelector('[data-item-field="outcome"]');
         if (item.successor_execution_id) {
-          outcome.textContent = "new execution " + item.successor_execution_id;
-          outcome.dataset.successor = item.successor_execution_id;
+          var link = document.createElement("a");
+          link.href = batch.dataset.detailsUrl + "?id=" + encodeURIComponent(item.successor_execution_id);
+          link.dataset.successor = item.successor_execution_id;
+          link.textContent = item.successor_execution_id;
+          outcome.textContent = "new execution ";
+          outcome.appendChild(link);
         } else if (item.error) {
           outcome.textContent = (item.status_code || "") + " " + item.error +
             (item.ops_hint ? " — " + item.ops_hint : "");
