@@ -8,12 +8,15 @@ from typing import Any
 from flask import flash, redirect, request
 from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.model.template import macro
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import false
 from werkzeug.wrappers import Response
 
 from admin.bulk import BulkRetryMixin
+from admin.details import ExecutionDetailsMixin
+from admin.history_filters import active_history_filter, history_filters, with_choices
 from admin.row_actions import cells_for_page, refusal_text
 from admin.security import PermissionRequiredMixin
 from app.auth.session import safe_next_url
@@ -31,17 +34,19 @@ MAX_PAGE = 1_000_000
 
 
 class HomeView(PermissionRequiredMixin, AdminIndexView):
-    """The landing page: who is signed in, and how many executions are in each state."""
+    """The landing page: who is signed in, and how many executions are in each state.
+
+    The counts are capped (`executions.status_counts`): exact up to the cap, "more than"
+    beyond it, so a visit reads a bounded slice of the status index, not the table."""
 
     @expose("/")
     def index(self) -> str:
-        rows = db.session.execute(
-            select(PurchaseExecution.status, func.count()).group_by(PurchaseExecution.status)
-        )
-        counts = {status: count for status, count in rows}
+        cap = executions.STATUS_COUNT_CAP
+        counts = executions.status_counts(db.session(), cap)
         return self.render(
             "panel/home.html",
             counts=[(status.value, counts.get(status.value, 0)) for status in Status],
+            cap=cap,
             principal=principal_for(current_user),
         )
 
@@ -50,7 +55,9 @@ def format_timestamp(_view: Any, value: datetime, _name: str) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class PurchaseHistoryView(BulkRetryMixin, PermissionRequiredMixin, ModelView):
+class PurchaseHistoryView(
+    ExecutionDetailsMixin, BulkRetryMixin, PermissionRequiredMixin, ModelView
+):
     """Purchase History: newest first, read-only records, an action cell per row.
 
     Row actions are POST forms (CSRF token, confirmation) to this view's own endpoints;
@@ -63,19 +70,41 @@ class PurchaseHistoryView(BulkRetryMixin, PermissionRequiredMixin, ModelView):
     can_edit = False
     can_delete = False
     can_view_details = True
+    # No count: Flask-Admin's simple pager (previous / next) instead of `count(*)` over
+    # the whole table on every page. Each page is an index walk in the list's order
+    # (migration 0006); OFFSET skips at most page x 200 entries of that index.
+    simple_list_pager = True
     page_size = 50
+    can_set_page_size = True
+    page_size_options = (20, 50, 100, 200)
     # The id breaks ties: rows created in the same instant keep their places between
-    # page loads, so paging never shows one twice and skips another.
+    # page loads, so paging never shows one twice and skips another. Every sort ends in
+    # (created_at, execution_id), the tail of every history index.
     column_default_sort = [("created_at", True), ("execution_id", True)]
+    column_sortable_list = (
+        ("created_at", ("created_at", "execution_id")),
+        ("status", ("status", "created_at", "execution_id")),
+    )
     column_list = (
         "created_at",
         "status",
         "execution_id",
+        "cloud_account_id",
+        "plan_id",
+        "created_by_user_id",
         "total_upfront_cost",
         "estimated_savings",
         "retry_attempt_n",
         "error",
     )
+    # Macros of the list template, reading the names `get_list` looked up for the page.
+    column_formatters = {
+        "cloud_account_id": macro("account_cell"),
+        "plan_id": macro("plan_cell"),
+        "created_by_user_id": macro("creator_cell"),
+        "error": macro("error_cell"),
+    }
+    column_formatters_detail: dict[str, Any] = {}  # the details page renders its own
     column_details_list = (
         "execution_id",
         "status",
@@ -97,27 +126,95 @@ class PurchaseHistoryView(BulkRetryMixin, PermissionRequiredMixin, ModelView):
         "recommendations",
     )
     column_type_formatters = {**ModelView.column_type_formatters, datetime: format_timestamp}
-    column_filters = ("status",)
-    column_labels = {"retry_attempt_n": "Attempt", "execution_id": "Execution"}
+    column_filters = history_filters(db.session)
+    named_filter_urls = True  # ?flt0_status_equals=failed, not ?flt0_0=failed
+    # Searched by `_apply_search` below (an exact id, or text in the error); the list
+    # only tells Flask-Admin that there is a search box.
+    column_searchable_list = ("error",)
+    column_labels = {
+        "created_at": "When",
+        "retry_attempt_n": "Attempt",
+        "execution_id": "Execution",
+        "cloud_account_id": "Account",
+        "plan_id": "Plan / step",
+        "created_by_user_id": "Creator",
+        "total_upfront_cost": "Upfront",
+        "estimated_savings": "Savings",
+    }
 
     def get_one(self, id: str) -> PurchaseExecution:
         """The row of a details page: a malformed id answers 400, an unknown one 404."""
         return executions.find_execution(self.session, id)
 
-    def get_list(self, page: int | None, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        """A page of rows, and, for the template, the action cell of each (computed per
-        request into Flask-Admin's per-request `_template_args`, never kept on `self`:
-        one view instance serves every request thread)."""
+    def search_placeholder(self) -> str:
+        return "Execution id or error text"
+
+    def _apply_search(
+        self, query: Any, count_query: Any, joins: Any, count_joins: Any, search: str
+    ) -> tuple[Any, Any, Any, Any]:
+        """The search box as `HistoryFilter.for_search` reads it: a whole execution id
+        (the primary key), or a case-insensitive substring of the error, % and _ taken
+        literally. (Flask-Admin's own search would cast the id to text and LIKE every
+        word over the whole table.) Overridden here because `ModelView.get_list`, which
+        the bulk "retry all matching" also calls, applies the search through it. A
+        search it refuses matches nothing (`get_list` says why, once): dropping it would
+        widen the list, and the bulk retry with it."""
+        try:
+            found = executions.HistoryFilter.for_search(search)
+        except DomainError:
+            nothing = false()
+            if count_query is not None:
+                count_query = count_query.where(nothing)
+            return query.where(nothing), count_query, joins, count_joins
+        if count_query is not None:
+            count_query = found.apply(count_query)
+        return found.apply(query), count_query, joins, count_joins
+
+    def get_list(
+        self,
+        page: int | None,
+        sort_column: Any,
+        sort_desc: bool,
+        search: str | None,
+        filters: Any,
+        execute: bool = True,
+        page_size: int | None = None,
+    ) -> tuple[Any, Any]:
+        """A page of rows and, for the template, what its cells show beyond the row: the
+        action cell, plan name and creator email of each (one query per kind of fact
+        for the whole page, so 20 rows and 200 cost the same number of statements; the
+        account comes with the rows, `selectin`), and the CSV export's arguments. Kept
+        in Flask-Admin's per-request `_template_args`, never on `self`: one view
+        instance serves every request thread."""
         if page is not None and not 0 <= page <= MAX_PAGE:
             raise DomainError(400, f"page must be a whole number from 1 to {MAX_PAGE + 1}")
-        count, data = super().get_list(page, *args, **kwargs)
-        self._template_args["action_cells"] = cells_for_page(
-            self.session,
-            principal_for(current_user),
-            data,
-            retry.current_policy(),
-            approvals.current_policy(),
+        count, data = super().get_list(
+            page, sort_column, sort_desc, search, filters, execute, page_size
         )
+        if execute:
+            if search:
+                try:
+                    executions.HistoryFilter.for_search(search)
+                except DomainError as refusal:
+                    flash(f"Search not run: {refusal.message}", "error")
+            session = self.session
+            self._template_args.update(
+                action_cells=cells_for_page(
+                    session,
+                    principal_for(current_user),
+                    data,
+                    retry.current_policy(),
+                    approvals.current_policy(),
+                ),
+                plan_names=executions.plan_names(session, data),
+                creator_emails=executions.creator_emails(session, data),
+                export_args=active_history_filter(
+                    filters or (), self._filters or (), search
+                ).as_args(),
+                # Replaces the filter groups `index_view` passes (per-request template
+                # args win): with the accounts, plans and users there are now.
+                filter_groups=with_choices(self._get_filter_groups(), self._filters or ()),
+            )
         return count, data
 
     @expose("/retry/<path:execution_id>", methods=("POST",))

@@ -56,3 +56,16 @@ def outcome(items: Sequence[Mapping[str, Any]]) -> tuple[Status, str | None]:
     if len(errors) == len(selected):
         return Status.FAILED, summary
     return Status.PARTIALLY_COMPLETED, summary
+
+
+def item_outcome(item: Mapping[str, Any]) -> str:
+    """What became of one item, as the details page shows it: `purchased` (the ledger
+    holds its purchase, whatever else it says), `skipped` (`selected: false`),
+    `failed` (it carries an error), else `pending` (not run yet)."""
+    if item.get("purchased") is True:
+        return "purchased"
+    if not is_selected(item):
+        return "skipped"
+    if item.get("error"):
+        return "failed"
+    return "pending"

@@ -54,10 +54,21 @@ class PurchaseExecution(Base):
         ),
         # History pages: newest first, with the id as the cursor's tie-breaker.
         Index("ix_purchase_executions_created_at_id", "created_at", "execution_id"),
-        Index("ix_purchase_executions_status_created_at", "status", "created_at"),
-        Index("ix_purchase_executions_created_by_user_id", "created_by_user_id"),
-        Index("ix_purchase_executions_cloud_account_id", "cloud_account_id"),
-        Index("ix_purchase_executions_plan_id", "plan_id"),
+        # One per history filter, each ending in that same order: a filtered page is a
+        # walk of one index, never a sort of every matching row (migration 0006). The
+        # status one also bounds the home page's capped counts; the others serve their
+        # foreign keys' ON DELETE SET NULL.
+        *(
+            Index(
+                f"ix_purchase_executions_{name}_created_at_id", column, "created_at", "execution_id"
+            )
+            for name, column in (
+                ("status", "status"),
+                ("account", "cloud_account_id"),
+                ("plan", "plan_id"),
+                ("creator", "created_by_user_id"),
+            )
+        ),
     )
 
     execution_id: Mapped[uuid.UUID] = mapped_column(

@@ -10,12 +10,12 @@ import base64
 import binascii
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from app.domain.errors import DomainError
@@ -23,7 +23,7 @@ from app.domain.inputs import is_text, parse_uuid
 from app.domain.recommendations import malformed_reason
 from app.domain.retry import RetryPolicy, persistent_hint
 from app.domain.statuses import Status
-from app.models import PurchaseExecution, User
+from app.models import PurchaseExecution, PurchasePlan, User
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
@@ -62,8 +62,9 @@ def predecessors_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
 class HistoryFilter:
     """The one set of history filter rules: /api/history, the panel list, the CSV export
     and the bulk retry API narrow the table through `parse` and `apply`, so a filter
-    means the same thing everywhere. Every field is backed by an index (migration 0006),
-    except `error_contains`, a substring search that no B-tree can serve."""
+    means the same thing everywhere. Every field is backed by an index (migration 0006:
+    each filter column leads an index that ends in the default sort; `execution_id` is
+    the primary key), except `error_contains`, a substring search no B-tree can serve."""
 
     status: str | None = None
     cloud_account_id: uuid.UUID | None = None
@@ -72,6 +73,7 @@ class HistoryFilter:
     error_contains: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    execution_id: uuid.UUID | None = None
 
     @classmethod
     def parse(cls, args: Mapping[str, Any]) -> HistoryFilter:
@@ -83,8 +85,9 @@ class HistoryFilter:
             raw = args.get(name)
             if raw is None:
                 return None
-            if not is_text(raw):
-                raise DomainError(400, f"{name} must be text", field=name)
+            # A NUL is text to Python and SQLite, but PostgreSQL refuses it outright.
+            if not is_text(raw) or "\x00" in raw:
+                raise DomainError(400, f"{name} must be text without NUL characters")
             return raw.strip() or None
 
         status = text_arg("status")
@@ -107,7 +110,34 @@ class HistoryFilter:
             error_contains=error_contains,
             created_after=parse_moment(text_arg("created_after"), "created_after"),
             created_before=parse_moment(text_arg("created_before"), "created_before"),
+            execution_id=optional_id("execution_id"),
         )
+
+    @classmethod
+    def for_search(cls, term: str) -> HistoryFilter:
+        """The panel's search box: a whole execution id finds that row (by its primary
+        key); any other text is a case-insensitive substring of the error."""
+        text = term.strip()
+        try:
+            uuid.UUID(text)
+        except ValueError:
+            return cls.parse({"error_contains": text})
+        return cls.parse({"execution_id": text})
+
+    def as_args(self) -> dict[str, str]:
+        """The query-string arguments `parse` reads back into this filter."""
+        args: dict[str, str] = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, datetime):
+                args[field.name] = value.isoformat()
+            elif value is not None:
+                args[field.name] = str(value)
+        return args
+
+    def merged(self, other: HistoryFilter) -> HistoryFilter:
+        """This filter with `other`'s fields that are set laid over it."""
+        return replace(self, **{k: v for k, v in vars(other).items() if v is not None})
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         """`query` with a WHERE clause per filter that is set."""
@@ -125,12 +155,15 @@ class HistoryFilter:
             query = query.where(PurchaseExecution.created_at >= self.created_after)
         if self.created_before is not None:
             query = query.where(PurchaseExecution.created_at < self.created_before)
+        if self.execution_id is not None:
+            query = query.where(PurchaseExecution.execution_id == self.execution_id)
         return query
 
 
 def error_contains(needle: str) -> ColumnElement[bool]:
     """Case-insensitive substring of `error`, the same on PostgreSQL and SQLite (lower()
-    on both sides, LIKE with % and _ escaped so they match themselves)."""
+    on both sides, LIKE with % and _ escaped so they match themselves). SQLite's lower()
+    folds ASCII letters only, so there "É" and "é" stay different."""
     return func.lower(PurchaseExecution.error).contains(needle.lower(), autoescape=True)
 
 
@@ -149,7 +182,7 @@ def parse_moment(raw: str | None, field: str) -> datetime | None:
     except (ValueError, OverflowError):
         shown = raw if len(raw) <= 64 else raw[:64] + "…"
         raise DomainError(
-            400, f"{field} must be an ISO 8601 date or date-time, not {shown!r}", field=field
+            400, f"{field} must be an ISO 8601 date or date-time, not {shown!r}"
         ) from None
 
 
@@ -232,6 +265,42 @@ def creator_emails(session: Session, rows: Sequence[PurchaseExecution]) -> dict[
     found = session.execute(select(User.id, User.email).where(User.id.in_(ids)))
     # Not dict(result): a Result has .keys() (its columns), so dict() would index it.
     return {user_id: email for user_id, email in found}
+
+
+def plan_names(session: Session, rows: Sequence[PurchaseExecution]) -> dict[uuid.UUID, str]:
+    """The name of each plan the rows belong to: one query for a whole page."""
+    ids = {row.plan_id for row in rows if row.plan_id is not None}
+    if not ids:
+        return {}
+    found = session.execute(
+        select(PurchasePlan.id, PurchasePlan.name).where(PurchasePlan.id.in_(ids))
+    )
+    return {plan_id: name for plan_id, name in found}
+
+
+# The home page counts each status up to here exactly, and says "more than" beyond.
+STATUS_COUNT_CAP = 10_000
+
+
+def status_counts(session: Session, cap: int = STATUS_COUNT_CAP) -> dict[str, int]:
+    """How many executions are in each status, counted up to `cap` + 1 and no further.
+
+    One statement, a capped count per status, each served by the index that status
+    leads: at most `cap` + 1 index entries per status, however long the history (an
+    exact `count(*)` reads the whole table on every visit). A result above `cap` means
+    "more than `cap`"; below it, the count is exact, which is where it matters (how
+    many are pending, failed)."""
+    parts = [
+        select(literal(status.value).label("status"), func.count().label("n")).select_from(
+            select(literal(1))
+            .select_from(PurchaseExecution)
+            .where(PurchaseExecution.status == status.value)
+            .limit(cap + 1)
+            .subquery()
+        )
+        for status in Status
+    ]
+    return {status: count for status, count in session.execute(union_all(*parts))}
 
 
 def as_item(

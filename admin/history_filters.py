@@ -1,0 +1,141 @@
+"""The Purchase History list's filters and search, as Flask-Admin filters that delegate
+to `app.services.executions.HistoryFilter`: the panel, `GET /api/history`, the CSV
+export and the bulk retry narrow the table by the same rules, parsed and applied in one
+place. A filter's cleaned value *is* a `HistoryFilter`, so the list can also hand the
+active filters to the CSV export as that filter's own query arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import Any
+
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter
+from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from app.domain.errors import DomainError
+from app.domain.statuses import Status
+from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
+from app.services.executions import HistoryFilter
+
+Options = Callable[[], list[tuple[str, str]]]
+
+
+class HistoryFilterField(BaseSQLAFilter):
+    """One field of `HistoryFilter` as a panel filter (`operation` is its label).
+
+    `options` are fixed; `choices` are read from the database each time the list is
+    drawn (`with_choices`): Flask-Admin reads a filter's options once, when the view is
+    built, before there is a database to ask and long before the next account is added.
+    """
+
+    def __init__(
+        self,
+        column: InstrumentedAttribute[Any],
+        field: str,
+        name: str,
+        operation: str,
+        options: Sequence[tuple[str, str]] | None = None,
+        data_type: str | None = None,
+        choices: Options | None = None,
+    ) -> None:
+        super().__init__(column, name, options, data_type)
+        self.field = field
+        self.choices = choices
+        self._operation = operation
+
+    def clean(self, value: str) -> HistoryFilter:
+        """The value parsed by `HistoryFilter.parse`; a ValueError (Flask-Admin flashes
+        "invalid value" and drops the filter) when it refuses it."""
+        try:
+            return HistoryFilter.parse({self.field: value})
+        except DomainError as refusal:
+            raise ValueError(refusal.message) from None
+
+    def apply(self, query: Any, value: HistoryFilter, alias: Any = None) -> Any:
+        # Flask-Admin's query is a legacy ORM Query; `HistoryFilter.apply` only calls
+        # `.where()`, which a Query has too.
+        return value.apply(query)
+
+    def operation(self) -> str:
+        return self._operation
+
+
+def _choices(session: Session, key: Any, label: Any) -> Options:
+    """Choices read when the list is drawn (one small query each, whatever the page
+    size): accounts, plans and users are few next to executions."""
+    return lambda: [(str(k), v) for k, v in session.execute(select(key, label).order_by(label))]
+
+
+def history_filters(session: Session) -> list[HistoryFilterField]:
+    """The list's filters: status, account, plan, creator and a date range."""
+    execution = PurchaseExecution
+    # A date, or a date and time; UTC unless it names a zone (HistoryFilter.parse).
+    when = "datetimepicker"
+    return [
+        HistoryFilterField(
+            execution.status, "status", "Status", "equals", [(s.value, s.value) for s in Status]
+        ),
+        HistoryFilterField(
+            execution.cloud_account_id,
+            "cloud_account_id",
+            "Account",
+            "equals",
+            choices=_choices(session, CloudAccount.id, CloudAccount.name),
+        ),
+        HistoryFilterField(
+            execution.plan_id,
+            "plan_id",
+            "Plan",
+            "equals",
+            choices=_choices(session, PurchasePlan.id, PurchasePlan.name),
+        ),
+        HistoryFilterField(
+            execution.created_by_user_id,
+            "created_by_user_id",
+            "Creator",
+            "equals",
+            choices=_choices(session, User.id, User.email),
+        ),
+        HistoryFilterField(
+            execution.created_at, "created_after", "Created", "on or after", None, when
+        ),
+        HistoryFilterField(execution.created_at, "created_before", "Created", "before", None, when),
+    ]
+
+
+def active_history_filter(
+    filters: Sequence[Any], flask_admin_filters: Sequence[Any], search: str | None
+) -> HistoryFilter:
+    """The one `HistoryFilter` that the list's active filters and search add up to (for
+    the CSV export link). `filters` are Flask-Admin's (index, name, value) triples, all
+    valid (it drops the others); a search the list refused and flashed is left out."""
+    combined = HistoryFilter()
+    if search:
+        with suppress(DomainError):
+            combined = HistoryFilter.for_search(search)
+    for index, _name, value in filters:
+        field = flask_admin_filters[index]
+        if isinstance(field, HistoryFilterField):
+            combined = combined.merged(field.clean(value))
+    return combined
+
+
+def with_choices(
+    groups: dict[str, list[dict[str, Any]]] | None, flask_admin_filters: Sequence[Any]
+) -> dict[str, list[dict[str, Any]]] | None:
+    """Flask-Admin's filter groups (as the list template receives them), with the
+    current choices of every filter that reads them from the database."""
+    if not groups:
+        return groups
+    fresh: dict[str, list[dict[str, Any]]] = {}
+    for label, items in groups.items():
+        fresh[label] = []
+        for item in items:
+            field = flask_admin_filters[item["index"]]
+            if isinstance(field, HistoryFilterField) and field.choices is not None:
+                item = {**item, "options": field.choices()}
+            fresh[label].append(item)
+    return fresh
