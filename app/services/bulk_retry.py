@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import background
@@ -230,9 +230,44 @@ def settle_chunk(
                 principal, row, policy, force=batch.force
             ) or DomainError(409, "this execution has already been retried")
     outcomes, events = _outcomes(batch, principal, checked, created, now=now)
-    session.execute(update(RetryBatchItem), [{**item, "batch_id": batch.id} for item in outcomes])
+    _write_outcomes(session, batch.id, chunk, outcomes)
     audit.record_all(session, events)
     return list(created.values())
+
+
+def _write_outcomes(
+    session: Session, batch_id: uuid.UUID, chunk: int, outcomes: list[dict[str, Any]]
+) -> None:
+    """The claimed items' outcomes, one executemany. The chunk is in the WHERE clause so
+    that whichever index PostgreSQL's generic plan picks for a batch it has no
+    statistics of yet, a row's UPDATE reads at most a chunk, never the whole batch
+    (measured: 0.74 ms a row at 5,000 rows by primary key alone)."""
+    items = RetryBatchItem.__table__
+    session.execute(
+        update(items)
+        .where(
+            items.c.batch_id == bindparam("item_batch_id", type_=items.c.batch_id.type),
+            items.c.chunk == bindparam("item_chunk"),
+            items.c.position == bindparam("item_position"),
+        )
+        .values(
+            state=bindparam("state"),
+            successor_execution_id=bindparam("successor_execution_id"),
+            status_code=bindparam("status_code"),
+            error=bindparam("error"),
+            details=bindparam("details"),
+            settled_at=bindparam("settled_at"),
+        ),
+        [
+            {
+                **{key: value for key, value in item.items() if key != "position"},
+                "item_batch_id": batch_id,
+                "item_chunk": chunk,
+                "item_position": item["position"],
+            }
+            for item in outcomes
+        ],
+    )
 
 
 @dataclass
