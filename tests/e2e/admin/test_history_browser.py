@@ -47,7 +47,12 @@ def listed(page: Page) -> list[str]:
 
 
 def add_filter(page: Page, name: str, **choice: str) -> None:
-    """Add Filter → `name`, then pick its value (the select2-styled <select> underneath)."""
+    """Add Filter → `name`, then pick its value (the select2-styled <select> underneath).
+
+    Waits for the page's `load` first: the rows can be there before Bootstrap's dropdown
+    script has run, and a click on the menu then opens nothing (seen on a busy machine).
+    """
+    page.wait_for_load_state("load")
     page.get_by_text("Add Filter").click()
     page.locator(".field-filters a.filter", has_text=name).click()
     page.locator("table.filters tr").last.locator("select.filter-val").select_option(
