@@ -103,4 +103,13 @@ def cpu_report(
         if seconds < 0.05:
             continue
         lines.append(f"  {group:<34} {seconds:7.2f} CPU-s  {per_unit[group]:6.2f} ms/{unit}")
+    # The machine's busy time that no process alive at both snapshots accounts for:
+    # processes that came and went (a neighbour's tests, say), and interrupts.
+    unattributed = (total - idle - steal) / hz - sum(groups.values())
+    per_unit["unattributed"] = 1000 * unattributed / max(units, 1)
+    if unattributed >= 0.05:
+        lines.append(
+            f"  {'unattributed (short-lived procs)':<34} {unattributed:7.2f} CPU-s  "
+            f"{per_unit['unattributed']:6.2f} ms/{unit}"
+        )
     return lines, per_unit

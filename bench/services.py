@@ -15,7 +15,7 @@ import socket
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +43,38 @@ REDIS_CANDIDATE_DBS = tuple(range(12, 0, -1))
 REDIS_LOCK_KEY = "ccp-bench:lock"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options `run` reads."""
+def add_arguments(
+    parser: argparse.ArgumentParser, *, redis_dbs: Sequence[int] = REDIS_CANDIDATE_DBS
+) -> None:
+    """The options `run` reads; `redis_dbs`, the Redis databases a run may claim when
+    --redis-url is not given (in order), is the default of --redis-dbs."""
     parser.add_argument("--keep", action="store_true", help="keep the database and logs")
     parser.add_argument(
         "--redis-url",
         type=_redis_url,
         default=os.environ.get("BENCH_REDIS_URL"),
-        help="Redis database for broker and backend (default: the first empty one of 12..1, "
-        "locked for the run; never 0 or 13-15)",
+        help="Redis database for broker and backend (default: the first empty one of "
+        "--redis-dbs, locked for the run; never 0 or 13-15)",
+    )
+    parser.add_argument(
+        "--redis-dbs",
+        type=_redis_dbs,
+        default=tuple(redis_dbs),
+        metavar="N,N,...",
+        help="Redis databases to claim an empty one of, in order, when --redis-url is not "
+        f"given ({','.join(map(str, redis_dbs))}); never 0 or 13-15",
     )
     parser.add_argument("--timeout", type=float, default=600, help="give up after (600 s)")
+
+
+def _redis_dbs(value: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("--redis-dbs takes numbers: 7,6,5") from None
+    if not numbers or any(n == 0 or n in TEST_REDIS_DBS or n < 0 for n in numbers):
+        raise argparse.ArgumentTypeError("--redis-dbs: never 0 nor 13-15")
+    return numbers
 
 
 def _redis_url(url: str) -> str:
@@ -96,7 +117,10 @@ def run(body: Callable[[Borrowed], None], args: argparse.Namespace) -> int:
     try:
         with ExitStack() as stack:
             ttl = int(args.timeout) * 3 + 1800
-            redis_url = stack.enter_context(claimed_redis(args.redis_url, ttl_seconds=ttl))
+            candidates = getattr(args, "redis_dbs", REDIS_CANDIDATE_DBS)
+            redis_url = stack.enter_context(
+                claimed_redis(args.redis_url, ttl_seconds=ttl, candidates=candidates)
+            )
             db_url = stack.enter_context(throwaway_database("ccp_bench", keep=args.keep))
             engine = create_engine(db_url)
             stack.callback(engine.dispose)
@@ -175,14 +199,19 @@ def with_redis_db(redis_url: str, number: int) -> str:
 
 
 @contextmanager
-def claimed_redis(redis_url: str | None, *, ttl_seconds: int) -> Iterator[str]:
+def claimed_redis(
+    redis_url: str | None,
+    *,
+    ttl_seconds: int,
+    candidates: Sequence[int] = REDIS_CANDIDATE_DBS,
+) -> Iterator[str]:
     """An empty Redis database of our own (its URL), locked for the block and emptied
     after it, if the lock is still ours.
 
     With an explicit `redis_url` that database is used (emptied first) unless another
-    run holds its lock; otherwise the first empty, unlocked candidate is taken."""
+    run holds its lock; otherwise the first empty, unlocked one of `candidates`."""
     token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-    url = _claim(redis_url, token, ttl_seconds)
+    url = _claim(redis_url, token, ttl_seconds, candidates)
     try:
         yield url
     finally:
@@ -194,10 +223,10 @@ def claimed_redis(redis_url: str | None, *, ttl_seconds: int) -> Iterator[str]:
             print(f"warning: emptying {url}: {exc}", file=sys.stderr)
 
 
-def _claim(redis_url: str | None, token: str, ttl_seconds: int) -> str:
+def _claim(redis_url: str | None, token: str, ttl_seconds: int, candidates: Sequence[int]) -> str:
     explicit = redis_url is not None
     base = redis_url or DEFAULT_REDIS_URL
-    numbers = (redis_db_number(base),) if explicit else REDIS_CANDIDATE_DBS
+    numbers = (redis_db_number(base),) if explicit else tuple(candidates)
     for number in numbers:
         url = with_redis_db(base, number)
         client = redis.Redis.from_url(url)
