@@ -15,7 +15,7 @@ from flask_admin import BaseView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
 from flask_login import current_user
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -42,7 +42,7 @@ class BulkRetryMixin:
     @action("retry", "Retry selected", RETRY_SELECTED_CONFIRM)
     def action_retry(self, ids: list[str]) -> Response:
         """Flask-Admin's bulk action (a POST with its CSRF-checked action form)."""
-        return _ask(ids, selection=None)
+        return _ask(ids)
 
     def is_action_allowed(self, name: str) -> bool:
         """Offer "Retry selected" only to users who may retry something."""
@@ -81,7 +81,7 @@ class BulkRetryMixin:
                 "error",
             )
             return redirect(request.full_path.replace("/retry-matching", "/", 1))
-        return _ask(ids, selection=dict(request.args))
+        return _ask(ids)
 
 
 def _matching_failed_ids(view: Any, view_args: Any) -> list[str]:
@@ -104,7 +104,7 @@ def _matching_failed_ids(view: Any, view_args: Any) -> list[str]:
     return [str(execution_id) for execution_id in found]
 
 
-def _ask(ids: list[str], *, selection: dict[str, str] | None) -> Response:
+def _ask(ids: list[str]) -> Response:
     """Record the batch and report it in one flash: a line per refused row, the count
     queued, and a link to the batch page."""
     try:
@@ -163,5 +163,4 @@ class RetryBatchView(PermissionRequiredMixin, BaseView):
             "panel/retry_batch.html",
             batch=bulk_retry.batch_as_dict(session, batch),
             status_url=url_for("api.retry_batch_state", batch_id=batch.id),
-            escape=escape,
         )
