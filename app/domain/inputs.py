@@ -37,13 +37,36 @@ def parse_bool(raw: str | None) -> bool | None:
     return None
 
 
-def is_text(value: object) -> bool:
-    """A `str` that is valid Unicode all through: JSON's `"\\ud800"` decodes to a lone
-    surrogate, which no database, hash or email can take."""
-    if not isinstance(value, str):
-        return False
+# C0 controls but tab, LF and CR, DEL, and the C1 controls: no person types them, and
+# PostgreSQL refuses NUL in text outright (a 500 where a 400 belongs).
+_CONTROL_CHARACTERS = frozenset(
+    chr(code) for code in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if chr(code) not in "\t\n\r"
+)
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be taken as text, or None: a lone surrogate (JSON's
+    `"\\ud800"` decodes to one, and no database, hash or email can take it) or a
+    control character. The one rule for every entry point: the request door, the API's
+    schemas, the panel's forms and filters, and the command line."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return "is not valid Unicode (a lone surrogate)"
+    for char in value:
+        if char in _CONTROL_CHARACTERS:
+            return f"holds a control character (U+{ord(char):04X})"
+    return None
+
+
+def is_text(value: object) -> bool:
+    """A `str` that `text_problem` finds nothing wrong with."""
+    return isinstance(value, str) and text_problem(value) is None
+
+
+def clean_text(value: str, what: str) -> str:
+    """`value`, or a 400 `DomainError` naming `what` and the problem."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise DomainError(400, f"{what} {problem}")
+    return value
