@@ -18,6 +18,7 @@ from admin.bulk import RetryBatchView
 from admin.views import HomeView, PurchaseHistoryView
 from app.db import db
 from app.models import PurchaseExecution
+from app.security_headers import csp_nonce
 
 
 def init_admin(app: Flask) -> Admin:
@@ -36,6 +37,8 @@ def init_admin(app: Flask) -> Admin:
         name="Commitment purchases",
         index_view=HomeView(name="Home", url="/admin"),
         theme=Bootstrap4Theme(base_template="panel/base.html", fluid=True),
+        # Flask-Admin's templates put it on their <script> tags (admin_csp_nonce_attribute).
+        csp_nonce_generator=csp_nonce,
     )
     with warnings.catch_warnings():
         # Flask-Admin 2.2 unwraps only Flask-SQLAlchemy's `db` object; ours is plain

@@ -11,6 +11,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 from flask import Flask, current_app
 
+from app import security_headers
 from app.background import celery_init_app
 from app.config import INSTANCE_DIR, ConfigError, Settings
 from app.db import db
@@ -54,6 +55,7 @@ def create_app(
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=settings.is_sqlite)
     csrf.init_app(app)
     limiter.init_app(app)
+    security_headers.init_app(app, https=settings.app_base_url.startswith("https://"))
 
     from admin import init_admin
     from app import api, auth, cli, links
