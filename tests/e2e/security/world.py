@@ -72,7 +72,9 @@ def new_client(app: Flask) -> FlaskClient:
 
 def location_is_on_site(location: str) -> bool:
     """A Location a browser resolves to this site: a path (not `//host`, not `/\\host`)
-    or an absolute URL whose host is the test client's."""
+    or an absolute URL whose host is the test client's. Browsers drop tabs and newlines
+    inside a URL and leading blanks, so those are dropped first."""
+    location = "".join(char for char in location if char not in "\t\n\r").lstrip()
     parts = urlsplit(location)
     if parts.scheme or parts.netloc:
         return parts.scheme in {"http", "https"} and parts.netloc == "localhost"
