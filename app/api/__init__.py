@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
+from app.api.schemas import DecisionBody, json_body, validate
 from app.domain.errors import DomainError
 from app.extensions import csrf, login_manager
 from app.http import is_api_request, render_domain_error
@@ -25,7 +26,7 @@ CSRF_HEADER = "X-CSRFToken"
 
 
 def init_app(app: Flask) -> None:
-    from app.api import auth, purchases  # noqa: F401  (registers the routes)
+    from app.api import auth, openapi, purchases  # noqa: F401  (registers the routes)
 
     csrf.exempt(blueprint)  # checked below, after authentication, from the header only
     app.register_blueprint(blueprint)
@@ -37,14 +38,15 @@ def init_app(app: Flask) -> None:
 def body_token() -> str | None:
     """The email link's `token` from a JSON body, if the client sent one: the token, not
     a session, is then the authority (and the request counts against the link rate
-    limit). 400 if it is there but not text."""
-    body = request.get_json(silent=True) if request.is_json else None
+    limit). 400 if it is there but the body does not fit `DecisionBody`; a body that is
+    no JSON object at all is no token (the session path then answers for it)."""
+    try:
+        body = json_body(request.get_data(cache=True)) if request.is_json else None
+    except DomainError:
+        return None
     if not isinstance(body, dict) or "token" not in body:
         return None
-    token = body["token"]
-    if not isinstance(token, str) or not token:
-        raise DomainError(400, 'token must be the text of the link\'s "token" parameter')
-    return token
+    return validate(DecisionBody, body).token
 
 
 @blueprint.before_request

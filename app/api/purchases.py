@@ -3,27 +3,23 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request, stream_with_context, url_for
+from flask import jsonify, stream_with_context, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app.api import blueprint, body_token
+from app.api import schemas as s
+from app.api.openapi import operation
 from app.db import db
 from app.domain.errors import DomainError
-from app.domain.inputs import parse_bool
 from app.domain.rbac import Action, Principal, require
-from app.links import link_rate_limit
+from app.links import link_rate_limit, signed_in
 from app.services import approvals, bulk_retry, executions, retry, retry_requests
 from app.services.history_export import csv_lines
 from app.services.identity import principal_for
 
-
-def parse_force(raw: str | None) -> bool:
-    """`?force=true`; absent means false; anything unrecognized is a 400."""
-    force = parse_bool(raw)
-    if force is None:
-        raise DomainError(400, "force must be true or false")
-    return force
+# What any route that takes an id may answer besides its success.
+REFUSALS = {status: s.ErrorBody for status in (400, 401, 403, 404)}
 
 
 def _viewer() -> Principal:
@@ -35,10 +31,16 @@ def _viewer() -> Principal:
 
 @blueprint.post("/purchases/retry/<path:execution_id>")
 @login_required
-def retry_execution(execution_id: str) -> tuple[Response, int, dict[str, str]]:
+@operation(
+    summary="Retry a failed execution (SPEC section 3's checks, in order)",
+    query=s.RetryQuery,
+    responses={202: s.RetryQueued, **REFUSALS, 409: s.ErrorBody},
+)
+def retry_execution(execution_id: str, query: s.RetryQuery) -> tuple[Response, int, dict[str, str]]:
     """Check, record a retry request, queue it; answer 202 with where to follow it."""
-    force = parse_force(request.args.get("force"))
-    retry_request = retry.ask_for_retry(principal_for(current_user), execution_id, force=force)
+    retry_request = retry.ask_for_retry(
+        principal_for(current_user), execution_id, force=query.force
+    )
     status_url = url_for("api.retry_request_state", request_id=retry_request.id)
     body = {"request_id": str(retry_request.id), "status": "queued", "status_url": status_url}
     return jsonify(body), 202, {"Location": status_url}
@@ -46,12 +48,17 @@ def retry_execution(execution_id: str) -> tuple[Response, int, dict[str, str]]:
 
 @blueprint.post("/purchases/retry")
 @login_required
-def bulk_retry_executions() -> tuple[Response, int, dict[str, str]]:
+@operation(
+    summary="Retry many executions: by ids, or by a history filter",
+    body=s.BulkRetryBody,
+    body_required=True,
+    body_example='{"execution_ids": [...]} or {"filter": {...}}, and "force"',
+    responses={202: s.BatchAccepted, 400: s.ErrorBody, 401: s.ErrorBody, 403: s.ErrorBody},
+)
+def bulk_retry_executions(body: s.BulkRetryBody) -> tuple[Response, int, dict[str, str]]:
     """Bulk retry: `{"execution_ids": [...]}` (at most 10,000) or `{"filter": {...}}`,
     and `"force"`; answer 202 with the batch, whose rows the worker settles."""
-    batch = bulk_retry.ask_for_bulk_retry(
-        principal_for(current_user), request.get_json(silent=True)
-    )
+    batch = bulk_retry.ask_for_bulk_retry(principal_for(current_user), body.as_request())
     status_url = url_for("api.retry_batch_state", batch_id=batch.id)
     body = {"batch_id": str(batch.id), "total": batch.total, "status_url": status_url}
     return jsonify(body), 202, {"Location": status_url}
@@ -59,22 +66,23 @@ def bulk_retry_executions() -> tuple[Response, int, dict[str, str]]:
 
 @blueprint.get("/purchases/retry-batches/<path:batch_id>")
 @login_required
-def retry_batch_state(batch_id: str) -> Response:
+@operation(
+    summary="A bulk retry's state and each row's outcome",
+    query=s.BatchQuery,
+    responses={200: s.BatchState, **REFUSALS},
+)
+def retry_batch_state(batch_id: str, query: s.BatchQuery) -> Response:
     """The batch's state and each row's outcome (`?items=false` leaves the rows out);
     only its requester (or an admin) may read it."""
     session = db.session()
     batch = bulk_retry.find_batch(session, principal_for(current_user), batch_id)
-    raw = request.args.get("items")
-    with_items = True if raw is None else parse_bool(raw)
-    if with_items is None:
-        raise DomainError(400, "items must be true or false")
-    return jsonify(bulk_retry.batch_as_dict(session, batch, with_items=with_items))
+    return jsonify(bulk_retry.batch_as_dict(session, batch, with_items=query.items))
 
 
-def _decide(execution_id: str, action: Action) -> Response:
-    token = body_token()
+def _decide(execution_id: str, action: Action, body: s.DecisionBody | None) -> Response:
+    token = body.token if body is not None else None
     if token is not None:
-        execution = approvals.decide_by_link(execution_id, action, token)
+        execution = approvals.decide_by_link(execution_id, action, token, signed_in=signed_in())
     else:
         execution = approvals.decide(principal_for(current_user), execution_id, action)
     return jsonify(approvals.decision_as_dict(execution))
@@ -87,23 +95,33 @@ def _no_body_token() -> bool:
         return False  # a malformed token is still a try: it counts
 
 
+DECISION = {
+    "body": s.DecisionBody,
+    "responses": {200: s.Decision, **REFUSALS, 409: s.ErrorBody, 429: s.ErrorBody},
+    "auth": "session-or-token",
+}
+
+
 @blueprint.post("/purchases/approve/<path:execution_id>")
 @link_rate_limit(exempt_when=_no_body_token)
-def approve_execution(execution_id: str) -> Response:
+@operation(summary="Approve a pending execution", **DECISION)
+def approve_execution(execution_id: str, body: s.DecisionBody | None) -> Response:
     """Approve a pending execution (session and `X-CSRFToken`, or `{"token": ...}` from
     the approval email); the executor is queued once the approval commits."""
-    return _decide(execution_id, Action.APPROVE)
+    return _decide(execution_id, Action.APPROVE, body)
 
 
 @blueprint.post("/purchases/cancel/<path:execution_id>")
 @link_rate_limit(exempt_when=_no_body_token)
-def cancel_execution(execution_id: str) -> Response:
+@operation(summary="Cancel a pending execution", **DECISION)
+def cancel_execution(execution_id: str, body: s.DecisionBody | None) -> Response:
     """Cancel a pending execution (session and `X-CSRFToken`, or `{"token": ...}`)."""
-    return _decide(execution_id, Action.CANCEL)
+    return _decide(execution_id, Action.CANCEL, body)
 
 
 @blueprint.get("/purchases/retry-requests/<path:request_id>")
 @login_required
+@operation(summary="A retry request's state", responses={200: s.RetryRequestState, **REFUSALS})
 def retry_request_state(request_id: str) -> Response:
     """The request's state; only its requester (or an admin) may read it, while they may
     view purchases."""
@@ -113,15 +131,20 @@ def retry_request_state(request_id: str) -> Response:
 
 @blueprint.get("/history")
 @login_required
-def history() -> Response:
+@operation(
+    summary="Executions, newest first, a page at a time",
+    query=s.HistoryQuery,
+    responses={200: s.HistoryPage, 400: s.ErrorBody, 401: s.ErrorBody, 403: s.ErrorBody},
+)
+def history(query: s.HistoryQuery) -> Response:
     """`?status=&limit=&before=` and the other `HistoryFilter` fields (`cloud_account_id`,
     `plan_id`, `created_by_user_id`, `error_contains`, `created_after`,
     `created_before`, `execution_id`): newest first; `next` is the cursor of the
     following page (keyset: every page costs the same, however deep)."""
     _viewer()
-    filters = executions.HistoryFilter.parse(request.args)
-    limit = executions.parse_limit(request.args.get("limit"))
-    before = request.args.get("before") or None
+    filters = executions.HistoryFilter.parse(query.filter_args())
+    limit = query.limit or executions.DEFAULT_PAGE_SIZE
+    before = query.before
     policy = retry.current_policy()
     page = executions.history_page(db.session(), filters, limit=limit, before=before)
     items = [
@@ -140,12 +163,17 @@ def history() -> Response:
 
 @blueprint.get("/history/export.csv")
 @login_required
-def history_export() -> Response:
+@operation(
+    summary="Every execution the filters match, as CSV",
+    query=s.HistoryFilterQuery,
+    responses={200: "text/csv", 400: s.ErrorBody, 401: s.ErrorBody, 403: s.ErrorBody},
+)
+def history_export(query: s.HistoryFilterQuery) -> Response:
     """Every execution `/api/history`'s filters match, newest first, as CSV (streamed;
     cells a spreadsheet would run as formulas are neutralised). Filters are checked
     before the first byte, so a bad one is still a JSON 400."""
     _viewer()
-    filters = executions.HistoryFilter.parse(request.args)
+    filters = executions.HistoryFilter.parse(query.filter_args())
     lines = csv_lines(db.session(), filters)
     return Response(
         stream_with_context(lines),
@@ -156,6 +184,10 @@ def history_export() -> Response:
 
 @blueprint.get("/purchases/<path:execution_id>")
 @login_required
+@operation(
+    summary="One execution, with its recommendations",
+    responses={200: s.ExecutionDetail, **REFUSALS},
+)
 def execution_detail(execution_id: str) -> Response:
     """One execution with its recommendations and lineage."""
     _viewer()
