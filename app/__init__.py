@@ -11,7 +11,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 from flask import Flask, current_app
 
-from app import security_headers
+from app import door, security_headers
 from app.background import celery_init_app
 from app.config import INSTANCE_DIR, ConfigError, Settings
 from app.db import db
@@ -51,6 +51,7 @@ def create_app(
     app.extensions["settings"] = settings
     app.extensions["providers"] = providers or default_registry()
 
+    door.init_app(app)  # first: its hook runs before every other hook and view
     db.init_app(app, settings.database_url)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=settings.is_sqlite)
     csrf.init_app(app)

@@ -10,7 +10,6 @@ from flask import jsonify, render_template, request
 from werkzeug.wrappers import Response
 
 from app.domain.errors import DomainError
-from app.domain.inputs import is_text
 
 
 def is_api_request() -> bool:
@@ -30,7 +29,8 @@ def render_domain_error(error: DomainError) -> Response:
 
 def json_object(example: str) -> dict[str, Any]:
     """The request's JSON body, which must be an object: 415 if it is not JSON, 400 if
-    it is not an object or holds text that is not valid Unicode (a lone surrogate).
+    it is not an object. (Its text, depth and size were checked at the door,
+    `app.door`, before any endpoint ran.)
 
     `example` shows the expected shape in the refusal.
     """
@@ -39,16 +39,4 @@ def json_object(example: str) -> dict[str, Any]:
         raise DomainError(415, f"send a JSON object: {example}")
     if not isinstance(body, dict):
         raise DomainError(400, f"the body must be a JSON object: {example}")
-    if not _all_text_valid(body):
-        raise DomainError(400, "the body holds text that is not valid Unicode")
     return body
-
-
-def _all_text_valid(value: Any) -> bool:
-    if isinstance(value, str):
-        return is_text(value)
-    if isinstance(value, dict):
-        return all(is_text(key) and _all_text_valid(item) for key, item in value.items())
-    if isinstance(value, list):
-        return all(_all_text_valid(item) for item in value)
-    return True

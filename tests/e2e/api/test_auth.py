@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+from app.auth import device, sign_in_throttle
 from app.domain import lockout
 from app.services import identity
 from tests.e2e.helpers import api_login, page_login
@@ -111,7 +112,9 @@ def test_a_lone_surrogate_gets_a_400_not_a_500(client, alice, field):
     raw = "{" + ", ".join(f'"{key}": {value}' for key, value in body.items()) + "}"
     response = client.post("/api/auth/login", data=raw, content_type="application/json")
     assert response.status_code == 400
-    assert response.json == {"error": "the body holds text that is not valid Unicode"}
+    assert response.json == {
+        "error": f"the JSON body's {field!r} is not valid Unicode (a lone surrogate)"
+    }
 
 
 def test_next_with_a_line_break_after_sign_in_goes_to_the_panel(client, alice):
@@ -180,3 +183,96 @@ def test_a_cross_site_form_cannot_post_to_the_api_even_with_the_token(client, al
     )
     assert refused.status_code == 400 and "CSRF" in refused.json["error"]
     assert client.get("/api/auth/me", **https).status_code == 200
+
+
+# --- Nobody can lock a user out from afar; one address is throttled ----------------------
+
+
+def client_at(app, address: str) -> FlaskClient:
+    """A browser at client address `address`, with its own cookies."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_five_failures_from_one_address_do_not_stop_the_user_at_another(app, client, alice):
+    """(Before: the fifth wrong password from anyone locked alice out everywhere.)"""
+    attacker = client_at(app, "203.0.113.5")
+    for _ in range(lockout.MAX_FAILED_LOGINS):
+        api_login(attacker, alice.email, "not the password")
+    assert api_login(attacker, alice.email, PASSWORD).json == {"error": lockout.LOCKED_OUT}
+    at_home = api_login(client_at(app, "198.51.100.7"), alice.email, PASSWORD)
+    assert at_home.status_code == 200, at_home.json
+
+
+def test_the_device_cookie_keeps_the_user_in_while_a_spread_guess_locks_strangers_out(
+    app, client, alice
+):
+    laptop = client_at(app, "198.51.100.7")
+    assert api_login(laptop, alice.email, PASSWORD).status_code == 200
+    cookie = laptop.get_cookie(device.COOKIE)
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+    assert not cookie.secure  # http; under https it is Secure like the session
+    assert alice.email not in cookie.value
+    for n in range(1, 5):  # 20 failures, 5 from each of 4 addresses
+        for _ in range(lockout.MAX_FAILED_LOGINS):
+            api_login(client_at(app, f"203.0.113.{n}"), alice.email, "not the password")
+
+    stranger = api_login(client_at(app, "192.0.2.50"), alice.email, PASSWORD)
+    assert (stranger.status_code, stranger.json) == (401, {"error": lockout.LOCKED_OUT})
+    # The laptop, now on another network, still gets in.
+    laptop.environ_base["REMOTE_ADDR"] = "192.0.2.51"
+    assert api_login(laptop, alice.email, PASSWORD).status_code == 200
+
+    # A forged cookie, or one for another email, is no device cookie.
+    forged = client_at(app, "192.0.2.52")
+    forged.set_cookie(device.COOKIE, cookie.value[:-2] + "xx")
+    assert api_login(forged, alice.email, PASSWORD).json == {"error": lockout.LOCKED_OUT}
+
+
+def test_a_device_cookie_names_one_email_only(app, client, alice, bob):
+    laptop = client_at(app, "198.51.100.7")
+    assert api_login(laptop, bob.email, PASSWORD).status_code == 200
+    for n in range(1, 5):
+        for _ in range(lockout.MAX_FAILED_LOGINS):
+            api_login(client_at(app, f"203.0.113.{n}"), alice.email, "not the password")
+    laptop.post(
+        "/api/auth/logout", headers={"X-CSRFToken": laptop.get("/api/auth/me").json["csrf_token"]}
+    )
+    assert api_login(laptop, alice.email, PASSWORD).json == {"error": lockout.LOCKED_OUT}
+
+
+@pytest.fixture
+def sign_in_limit(app, settings, monkeypatch):
+    """SIGN_IN_RATE_LIMIT lowered to 3 refused sign-ins a minute, read per request."""
+    monkeypatch.setitem(
+        app.extensions, "settings", settings.with_overrides(sign_in_rate_limit="3 per minute")
+    )
+
+
+def test_one_address_is_throttled_on_both_sign_in_doors_together(
+    app, client, alice, bob, sign_in_limit
+):
+    """Three refused sign-ins from one address, whatever the emails, then 429 on the API
+    and on the login page alike; another address is not affected. (Before: nothing
+    throttled an address; only the fifth failure per email did anything.)"""
+    here = client_at(app, "203.0.113.9")
+    for email in (alice.email, bob.email, "nobody@example.com"):
+        assert api_login(here, email, "not the password").status_code == 401
+    over = api_login(here, alice.email, PASSWORD)
+    assert over.status_code == 429
+    assert over.json == {"error": sign_in_throttle.TOO_MANY}
+    assert int(over.headers["Retry-After"]) > 0
+    page = page_login(here, bob.email, PASSWORD)
+    assert page.status_code == 429
+    assert sign_in_throttle.TOO_MANY in page.text and 'data-flash="error"' in page.text
+    assert here.get("/api/auth/me").status_code == 401  # nobody got in
+    assert here.get("/login").status_code == 200  # looking at the page is not signing in
+    assert api_login(client_at(app, "198.51.100.7"), alice.email, PASSWORD).status_code == 200
+
+
+def test_successful_sign_ins_do_not_use_up_the_budget(app, client, alice, sign_in_limit):
+    """An office behind one address signs in all morning: only refusals count."""
+    office = client_at(app, "203.0.113.10")
+    for _ in range(5):
+        assert api_login(office, alice.email, PASSWORD).status_code == 200

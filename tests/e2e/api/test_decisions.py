@@ -28,6 +28,10 @@ ACTIONS = ["approve", "cancel"]
 OUTCOME = {"approve": Status.APPROVED, "cancel": Status.CANCELLED}
 NOT_PENDING = [status for status in Status if status is not Status.PENDING]
 
+# A NUL never reaches the service to be audited: the request door refuses it first
+# (tests/e2e/test_door.py).
+SERVICE_MALFORMED_IDS = {name: raw for name, raw in MALFORMED_IDS.items() if "%00" not in raw}
+
 
 def post_decision(client, action: str, token: str | None, execution_id: Any):
     headers = {"X-CSRFToken": token} if token is not None else {}
@@ -188,7 +192,7 @@ def test_a_signed_in_decision_without_a_valid_csrf_token_is_400_and_changes_noth
 # --- 2: 400 malformed id -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw_id", MALFORMED_IDS.values(), ids=MALFORMED_IDS)
+@pytest.mark.parametrize("raw_id", SERVICE_MALFORMED_IDS.values(), ids=SERVICE_MALFORMED_IDS)
 @pytest.mark.parametrize("action", ACTIONS)
 def test_a_malformed_id_is_400_and_audited(client, db_session, redis_db, alice, action, raw_id):
     row = pending_row(db_session, alice)
@@ -539,8 +543,8 @@ def test_a_refused_cancel_keeps_the_suppressions(client, db_session, redis_db, a
 
 @pytest.mark.parametrize(
     "body",
-    ['{"token": "\\ud800"}', '{"token": "' + "x" * 5000 + '"}', '{"token": "not-a-token"}'],
-    ids=["lone-surrogate", "5000-chars", "unknown"],
+    ['{"token": "' + "x" * 5000 + '"}', '{"token": "not-a-token"}'],
+    ids=["5000-chars", "unknown"],  # a lone surrogate is refused at the door (400)
 )
 @pytest.mark.parametrize("action", ACTIONS)
 def test_a_token_that_opens_nothing_is_403_never_a_500(

@@ -340,7 +340,7 @@ def test_a_cursor_far_in_the_past_or_future_is_just_a_position(db_session, signe
 
 def test_blank_parameters_mean_no_filter(db_session, signed_in, alice):
     row = make_execution(db_session, created_by=alice)
-    query = "?status=&limit=&before=&plan_id=&cloud_account_id=&created_by_user_id=&x=%00"
+    query = "?status=&limit=&before=&plan_id=&cloud_account_id=&created_by_user_id=&x=y"
     assert ids(history(signed_in, query)) == [str(row.execution_id)]
 
 

@@ -33,6 +33,10 @@ from tests.factories import (
 
 NOT_FAILED = [status for status in Status if status is not Status.FAILED]
 
+# A NUL never reaches the service to be audited: the request door refuses it first
+# (tests/e2e/test_door.py).
+SERVICE_MALFORMED_IDS = {name: raw for name, raw in MALFORMED_IDS.items() if "%00" not in raw}
+
 
 def item(provider: str = "aws", **overrides: Any) -> dict[str, Any]:
     """One recommendation, already attempted once."""
@@ -122,7 +126,7 @@ def test_no_session_is_401_before_the_csrf_token_is_looked_at(
 # --- Check 2: 400 malformed id ------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw_id", MALFORMED_IDS.values(), ids=MALFORMED_IDS)
+@pytest.mark.parametrize("raw_id", SERVICE_MALFORMED_IDS.values(), ids=SERVICE_MALFORMED_IDS)
 def test_a_malformed_id_is_400_and_audited(client, db_session, alice, raw_id):
     token = sign_in(client, alice)
     response = post_retry(client, token, raw_id)
@@ -514,8 +518,8 @@ def test_a_signed_in_retry_without_a_valid_csrf_token_is_refused_and_writes_noth
 
 @pytest.mark.parametrize(
     "query",
-    ["?force=maybe", "?force=%00", "?force=tru%C3%A9", "?force=maybe&force=true"],
-    ids=["maybe", "nul", "unicode", "repeated-first-wins"],
+    ["?force=maybe", "?force=tru%C3%A9", "?force=maybe&force=true"],
+    ids=["maybe", "unicode", "repeated-first-wins"],  # a NUL is refused at the door
 )
 def test_an_unrecognized_force_is_400_and_writes_nothing(client, db_session, alice, query):
     row = failed_row(db_session, alice)
