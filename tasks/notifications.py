@@ -4,7 +4,9 @@ settled once per execution. Thin: the outbox lives in `app.services.notification
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from itertools import groupby
 from typing import Protocol
 
 from celery import Task
@@ -32,12 +34,19 @@ TASK_OF_KIND = {
 
 
 class Claim(Protocol):
-    """`notifications.claim_approval_email` or `claim_outcome_email`: the only step
-    that differs between the kinds; claiming, sending and recording are one path."""
+    """What differs between the kinds: claiming the email and preparing its messages
+    (an approval email has one per recipient); sending and recording are one path."""
 
     def __call__(
         self, session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
-    ) -> notifications.OutgoingEmail | None: ...
+    ) -> list[notifications.OutgoingEmail]: ...
+
+
+def _claim_outcome_email(
+    session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
+) -> list[notifications.OutgoingEmail]:
+    email = notifications.claim_outcome_email(session, execution_id, settings=settings, now=now)
+    return [email] if email is not None else []
 
 
 # What happened is recorded on the notification (and an approval email's execution), so
@@ -51,11 +60,12 @@ def send_approval_email(task: Task, execution_id: str) -> str:
 @database_task(SEND_OUTCOME_EMAIL, max_retries=None, ignore_result=True)
 def send_outcome_email(task: Task, execution_id: str) -> str:
     """The outcome email of an ended execution, to its creator (or the account contact)."""
-    return _send(task, execution_id, notifications.claim_outcome_email)
+    return _send(task, execution_id, _claim_outcome_email)
 
 
 def _send(task: Task, execution_id: str, claim: Claim) -> str:
-    """Claim the email, send it with no transaction open, and record what happened.
+    """Claim the email, send its messages with no transaction open, and record what
+    happened.
 
     A transient SMTP failure is retried after EMAIL_RETRY_BASE_SECONDS, then twice
     that, and so on, EMAIL_MAX_RETRIES times; then the email fails for good with
@@ -63,22 +73,34 @@ def _send(task: Task, execution_id: str, claim: Claim) -> str:
     """
     settings = get_settings()
     with unit_of_work() as session:
-        email = claim(session, uuid.UUID(execution_id), settings=settings, now=utcnow())
-    if email is None:
+        emails = claim(session, uuid.UUID(execution_id), settings=settings, now=utcnow())
+    if not emails:
         return "nothing to send"
-    try:
-        send_message(settings, email.message)
-    except SendFailure as failure:
-        with unit_of_work() as session:
-            wait = notifications.record_failure(
-                session, email, failure, settings=settings, now=utcnow()
-            )
-        if wait is None:
-            return "failed"
-        raise task.retry(exc=failure, countdown=wait) from failure
+    sent, failed = _deliver(settings, emails)
     with unit_of_work() as session:
-        notifications.record_sent(session, email, now=utcnow())
-    return "sent"
+        wait = notifications.record_attempt(session, sent, failed, settings=settings, now=utcnow())
+    if sent:
+        return "sent"
+    if wait is None:
+        return "failed"
+    raise task.retry(exc=failed[0][1], countdown=wait) from failed[0][1]
+
+
+def _deliver(
+    settings: Settings, emails: Sequence[notifications.OutgoingEmail]
+) -> tuple[
+    list[notifications.OutgoingEmail], list[tuple[notifications.OutgoingEmail, SendFailure]]
+]:
+    """Hand each message to the SMTP server: those it took, and those it refused."""
+    sent, failed = [], []
+    for email in emails:
+        try:
+            send_message(settings, email.message)
+        except SendFailure as failure:
+            failed.append((email, failure))
+        else:
+            sent.append(email)
+    return sent, failed
 
 
 @database_task(SEND_APPROVAL_EMAILS, ignore_result=True)
@@ -95,25 +117,27 @@ def send_approval_emails(task: Task, *execution_ids: str) -> dict[str, int]:
         emails = notifications.claim_approval_emails(
             session, [uuid.UUID(id_) for id_ in execution_ids], settings=settings, now=utcnow()
         )
-    sent: list[notifications.OutgoingEmail] = []
+    buffered: list[notifications.OutgoingEmail] = []
     failed = 0
-    for email in emails:
-        try:
-            send_message(settings, email.message)
-        except SendFailure as failure:
-            failed += 1
+    for _, group in groupby(emails, key=lambda email: email.notification_id):
+        sent, refused = _deliver(settings, list(group))
+        if refused:
             with unit_of_work() as session:
-                wait = notifications.record_failure(
-                    session, email, failure, settings=settings, now=utcnow()
+                wait = notifications.record_attempt(
+                    session, sent, refused, settings=settings, now=utcnow()
                 )
-            if wait is not None:
-                background.enqueue(SEND_APPROVAL_EMAIL, [str(email.execution_id)], countdown=wait)
+            if not sent:
+                failed += 1
+                if wait is not None:
+                    background.enqueue(
+                        SEND_APPROVAL_EMAIL, [str(refused[0][0].execution_id)], countdown=wait
+                    )
             continue
-        sent.append(email)
-        if len(sent) >= RECORD_SENT_EVERY:
-            _record_sent(sent)
-            sent = []
-    _record_sent(sent)
+        buffered.extend(sent)
+        if len(buffered) >= RECORD_SENT_EVERY:
+            _record_sent(buffered)
+            buffered = []
+    _record_sent(buffered)
     return {"claimed": len(emails), "failed": failed}
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from app.domain.approvals import NO_APPROVER
 from app.domain.errors import DomainError
 from app.domain.providers import PROVIDERS, normalize_provider
 from app.domain.purchasing import item_provider
@@ -27,6 +28,7 @@ OPS_HINTS: tuple[tuple[str, str], ...] = (
     ("SES sandbox", "Move SES out of the sandbox or verify the recipient, then retry"),
     ("SES domain not verified", "Verify the sending domain, then retry"),
     ("IAM denied", "Grant the purchasing role the missing IAM permission, then retry"),
+    (NO_APPROVER, "Set the account's contact email (or give someone approve-any), then retry"),
 )
 MALFORMED_HINT = "Fix the row's recommendations (a JSON list of objects), then retry"
 

@@ -1,5 +1,8 @@
 """The approval email's link pages (SPEC section 4): `/purchases/{approve|cancel}/<id>
-?token=...`. They need no session: the token is the authority.
+?token=...`. They need no session: the token opens the action, and the click acts as
+the email's recipient (checked at the click: an active user allowed to do it now, or an
+address that is no user's, on the token's authority alone). With four-eyes on, an
+approve link sent to a user asks them to sign in first.
 
 GET shows what the link would do (the account, the totals, one line per
 recommendation) and a confirm button, and changes nothing: mail scanners open links.
@@ -13,18 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Flask, render_template, request
+from flask import Blueprint, Flask, render_template, request, url_for
 from flask_limiter import RouteLimit
+from flask_login import current_user
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
 from app import get_settings
+from app.auth.session import safe_next_url
 from app.db import db, utcnow
 from app.domain.errors import DomainError
-from app.domain.rbac import Action
+from app.domain.rbac import Action, Principal
 from app.extensions import csrf, limiter
 from app.http import render_domain_error
 from app.services import approvals
+from app.services.identity import principal_for
 from app.services.purchase_summary import summarize
 
 blueprint = Blueprint("links", __name__)
@@ -54,13 +60,18 @@ def confirm(action: str, execution_id: str) -> str:
     """What the link would do, and a button to do it; changes nothing."""
     decision = Action(action)
     token = request.args.get("token")
-    check = approvals.check_link(db.session(), execution_id, decision, token, now=utcnow())
+    check = approvals.check_link(
+        db.session(), execution_id, decision, token, now=utcnow(), signed_in=signed_in()
+    )
+    here = request.full_path if request.query_string else request.path
     return render_template(
         "links/confirm.html",
         action=action,
         execution=check.execution,
         recipient=check.recipient,
         token=token,
+        sign_in_as=check.sign_in_as,
+        sign_in_url=url_for("auth.login", next=safe_next_url(here)),
     )
 
 
@@ -70,8 +81,16 @@ def act(action: str, execution_id: str) -> str:
     """Approve or cancel, consuming the link."""
     decision = Action(action)
     token = request.form.get("token") or request.args.get("token")
-    execution = approvals.decide_by_link(execution_id, decision, token)
+    execution = approvals.decide_by_link(execution_id, decision, token, signed_in=signed_in())
     return render_template("links/done.html", action=action, execution=execution)
+
+
+def signed_in() -> Principal | None:
+    """The session's user, when the link's page is opened signed in (the API's token
+    path asks too)."""
+    if not current_user.is_authenticated:
+        return None
+    return principal_for(current_user)
 
 
 @blueprint.after_request

@@ -97,10 +97,15 @@ class PurchaseExecution(Base):
     created_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
         CanonicalUUID, ForeignKey("users.id", ondelete="SET NULL")
     )
+    # Who asked for this attempt, when it is a retry: the creator stays the lineage's
+    # (whose purchase it is), so `approve-own` is never borrowed through `retry-any`, and
+    # four-eyes refuses both. Not a foreign key: like the audit trail's actor, history.
+    retried_by_user_id: Mapped[uuid.UUID | None] = mapped_column(CanonicalUUID)
     approved_by: Mapped[str | None] = mapped_column(String(320))
-    # The signed-in user who approved, whose permissions the executor checks again; NULL
-    # for an approval by email link (the token was the authority). Not a foreign key:
-    # like the audit trail's actor, it is history.
+    # The user who approved (signed in, or by the link of an email sent to them), whose
+    # permissions the executor checks again; NULL for an approval by the link of an
+    # address that is no user's (the token was the authority). Not a foreign key: like
+    # the audit trail's actor, it is history.
     approved_by_user_id: Mapped[uuid.UUID | None] = mapped_column(CanonicalUUID)
     cancelled_by: Mapped[str | None] = mapped_column(String(320))
     retry_execution_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -27,8 +27,8 @@ from app.db import unit_of_work, utcnow
 from app.domain.approvals import (
     DECISIONS,
     ApprovalPolicy,
+    authority_refusal,
     decision_refusal,
-    four_eyes_refusal,
     state_refusal,
 )
 from app.domain.errors import DomainError
@@ -38,7 +38,7 @@ from app.domain.statuses import Status
 from app.models import ApprovalToken, PurchaseExecution
 from app.services import audit, transitions
 from app.services.executions import find_execution
-from app.services.identity import find_user_by_email
+from app.services.identity import find_user_by_email, principal_for
 from app.services.notifications import hash_token
 
 EXECUTE_TASK = "purchases.execute"
@@ -71,19 +71,37 @@ def decide(
 
 @dataclass(frozen=True)
 class LinkCheck:
-    """What a valid link opens: the execution, and who the email went to."""
+    """What a valid link opens: the execution, who the email went to, and who the click
+    acts as (the recipient's user, or, for an address that is no user's, the address on
+    the token's authority alone).
+
+    `sign_in_as` names the recipient when they must sign in before the link acts: with
+    four-eyes on, an approval must be provably theirs, not that of whoever the email
+    was forwarded to."""
 
     execution: PurchaseExecution
     recipient: str
+    actor: Principal
+    sign_in_as: str | None = None
 
 
 def check_link(
-    session: Session, raw_execution_id: str, action: Action, token: str | None, *, now: datetime
+    session: Session,
+    raw_execution_id: str,
+    action: Action,
+    token: str | None,
+    *,
+    now: datetime,
+    signed_in: Principal | None = None,
 ) -> LinkCheck:
     """Everything the link's page shows and the POST acts on, refusing in the retry's
     order: 400 malformed id, 404 unknown, 403 the token does not open this action on
-    this row (unknown, tampered, another row's or action's, expired, used) or the
-    four-eyes rule, 409 the row is no longer pending. Changes nothing."""
+    this row (unknown, tampered, another row's or action's, expired, used), 403 its
+    recipient may not do it now (a deactivated user, a permission revoked, four-eyes),
+    409 the row is no longer pending. Changes nothing.
+
+    `signed_in` is the session's user, if any: with four-eyes on, an approve link sent
+    to a user acts only in that user's own session."""
     execution = find_execution(session, raw_execution_id)
     found = _token_row(session, token)
     if (
@@ -97,25 +115,56 @@ def check_link(
         raise DomainError(403, f"this link has already been used (at {used})")
     if found.expires_at <= now:
         raise DomainError(403, "this link has expired: ask for a new purchase approval")
+    policy = current_policy()
     recipient = found.recipient or "approval email link"
-    approver = find_user_by_email(session, recipient) if found.recipient else None
-    refusal = four_eyes_refusal(
-        action, approver.id if approver else None, execution.created_by_user_id, current_policy()
-    ) or state_refusal(action, execution)
+    user = find_user_by_email(session, found.recipient) if found.recipient else None
+    if user is None:
+        actor = Principal(None, recipient, frozenset())
+        refusal = state_refusal(action, execution)
+    elif not user.is_active:
+        raise DomainError(403, f"this link was sent to {user.email}, who is no longer active")
+    else:
+        actor = principal_for(user)
+        refusal = authority_refusal(actor, action, execution, policy) or state_refusal(
+            action, execution
+        )
     if refusal is not None:
         raise refusal
-    return LinkCheck(execution, recipient)
+    must_sign_in = (
+        user is not None
+        and action is Action.APPROVE
+        and policy.require_different_approver
+        and (signed_in is None or signed_in.user_id != user.id)
+    )
+    return LinkCheck(execution, recipient, actor, sign_in_as=recipient if must_sign_in else None)
 
 
-def decide_by_link(raw_execution_id: str, action: Action, token: str | None) -> PurchaseExecution:
-    """The email link's POST: check as `check_link`, consume the token and act, in one
-    unit of work; the email's recipient is recorded as the one who decided."""
+def decide_by_link(
+    raw_execution_id: str,
+    action: Action,
+    token: str | None,
+    *,
+    signed_in: Principal | None = None,
+) -> PurchaseExecution:
+    """The email link's POST: check as `check_link`, consume the token and act as the
+    recipient, in one unit of work; the recipient is recorded as the one who decided
+    (and, when a user, as the approver the executor checks again)."""
     actor = Principal(None, "approval email link", frozenset())
     try:
         with unit_of_work() as session:
             now = utcnow()
-            check = check_link(session, raw_execution_id, action, token, now=now)
-            actor = Principal(None, check.recipient, frozenset())
+            check = check_link(
+                session, raw_execution_id, action, token, now=now, signed_in=signed_in
+            )
+            actor = check.actor
+            if check.sign_in_as is not None:
+                raise DomainError(
+                    403,
+                    f"sign in as {check.sign_in_as} to approve: this deployment requires a "
+                    "different approver (REQUIRE_DIFFERENT_APPROVER), so the approval must "
+                    "be made in your own session",
+                    sign_in_as=check.sign_in_as,
+                )
             assert token is not None
             consumed = session.execute(
                 update(ApprovalToken)

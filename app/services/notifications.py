@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import UTCDateTime
+from app.domain.approvals import NO_APPROVER, ApprovalPolicy
 from app.domain.outbox import (
     LOST_AFTER,
     SENDABLE_WHILE,
@@ -63,12 +64,9 @@ from app.models import (
     User,
 )
 from app.services import approval_email, audit, outcome_email, transitions
+from app.services.approvers import Approvers
 
 FROM_EMAIL_MISSING = "FROM_EMAIL not configured for this deployment"
-NO_RECIPIENT = (
-    "no recipient for the approval email: the account has no contact_email "
-    "and the execution no creator"
-)
 NO_OUTCOME_RECIPIENT = (
     "no recipient for the outcome email: the execution has no creator "
     "and the account no contact_email"
@@ -255,29 +253,30 @@ def issue_links(
 
 def claim_approval_email(
     session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
-) -> OutgoingEmail | None:
-    """Claim the execution's approval email and prepare it, or settle it at once.
+) -> list[OutgoingEmail]:
+    """Claim the execution's approval email and prepare one message per recipient (each
+    with its own links), or settle it at once.
 
-    None when there is nothing to send now (see `_claim`), or when it cannot be sent:
-    the execution fails with the reason (no FROM_EMAIL, malformed recommendations, no
-    recipient).
+    Empty when there is nothing to send now (see `_claim`), or when it cannot be sent:
+    the execution fails with the reason (no FROM_EMAIL, malformed recommendations,
+    nobody who may approve it).
     """
-    emails = claim_approval_emails(session, [execution_id], settings=settings, now=now)
-    return emails[0] if emails else None
+    return claim_approval_emails(session, [execution_id], settings=settings, now=now)
 
 
 def claim_approval_emails(
     session: Session, execution_ids: Sequence[uuid.UUID], *, settings: Settings, now: datetime
 ) -> list[OutgoingEmail]:
     """`claim_approval_email` for many executions (a bulk retry's chunk), claimed in one
-    statement; those with nothing to send now are left out."""
-    emails = []
+    statement; an execution's messages follow each other in the list."""
+    emails: list[OutgoingEmail] = []
+    approvers = Approvers(session)
     for notification, execution in _claim(
         session, execution_ids, NotificationKind.APPROVAL, now=now
     ):
-        email = _prepare_approval_email(session, notification, execution, settings, now)
-        if email is not None:
-            emails.append(email)
+        emails.extend(
+            _prepare_approval_email(session, notification, execution, approvers, settings, now)
+        )
     return emails
 
 
@@ -285,32 +284,37 @@ def _prepare_approval_email(
     session: Session,
     notification: Notification,
     execution: PurchaseExecution,
+    approvers: Approvers,
     settings: Settings,
     now: datetime,
-) -> OutgoingEmail | None:
+) -> list[OutgoingEmail]:
     account = execution.cloud_account
-    recipient = approval_recipient(session, execution)
+    policy = ApprovalPolicy(require_different_approver=settings.require_different_approver)
+    recipients = approvers.recipients(execution, policy)
     problem = (
         FROM_EMAIL_MISSING
         if not settings.from_email
-        else malformed_reason(execution.recommendations)
-        or (NO_RECIPIENT if recipient is None else None)
+        else malformed_reason(execution.recommendations) or (None if recipients else NO_APPROVER)
     )
     if problem is not None:
         _give_up(session, notification, problem, now=now)
-        return None
-    assert recipient is not None
-    issued = issue_links(session, execution, recipient, settings=settings, now=now)
-    message = approval_email.render(
-        execution, account, settings=settings, recipient=recipient, links=issued.links
-    )
-    return _outgoing(
-        notification,
-        recipient,
-        message,
-        token_hashes=issued.token_hashes,
-        expires_at=issued.expires_at,
-    )
+        return []
+    emails = []
+    for recipient in recipients:
+        issued = issue_links(session, execution, recipient.email, settings=settings, now=now)
+        message = approval_email.render(
+            execution, account, settings=settings, recipient=recipient.email, links=issued.links
+        )
+        emails.append(
+            _outgoing(
+                notification,
+                recipient.email,
+                message,
+                token_hashes=issued.token_hashes,
+                expires_at=issued.expires_at,
+            )
+        )
+    return emails
 
 
 def claim_outcome_email(
@@ -414,10 +418,7 @@ def record_failure(
     None when the email has failed for good: a permanent refusal, or the last attempt
     (`EMAIL_MAX_RETRIES`); with `send failed: <reply>`, a pending execution fails.
     """
-    if email.token_hashes:
-        session.execute(
-            delete(ApprovalToken).where(ApprovalToken.token_hash.in_(email.token_hashes))
-        )
+    _withdraw_links(session, email)
     notification = session.get(Notification, email.notification_id, populate_existing=True)
     assert notification is not None
     if not failure.permanent and not gives_up(email.attempt, settings.email_max_retries):
@@ -429,6 +430,47 @@ def record_failure(
         return wait
     _give_up(session, notification, f"send failed: {failure.reply}", now=now)
     return None
+
+
+def record_attempt(
+    session: Session,
+    sent: Sequence[OutgoingEmail],
+    failed: Sequence[tuple[OutgoingEmail, SendFailure]],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> float | None:
+    """One attempt at one notification, whose messages may have gone to several
+    recipients. It is sent when any recipient's server took its message: someone who
+    may decide has the links. The links of the messages that were not taken are
+    withdrawn and each refusal is audited. When none was taken, the attempt fails as
+    `record_failure` says (retried after a backoff while any refusal was transient),
+    and the returned wait is that backoff, or None."""
+    if sent:
+        for email, failure in failed:
+            _withdraw_links(session, email)
+            audit.record(
+                session,
+                f"{email.kind.value}_email.recipient_failed",
+                execution_id=email.execution_id,
+                details={"to": email.recipient, "error": failure.reply},
+            )
+        record_all_sent(session, sent, now=now)
+        return None
+    if not failed:
+        return None
+    for email, _ in failed:
+        _withdraw_links(session, email)
+    transient = [pair for pair in failed if not pair[1].permanent]
+    email, failure = (transient or list(failed))[0]
+    return record_failure(session, email, failure, settings=settings, now=now)
+
+
+def _withdraw_links(session: Session, email: OutgoingEmail) -> None:
+    if email.token_hashes:
+        session.execute(
+            delete(ApprovalToken).where(ApprovalToken.token_hash.in_(email.token_hashes))
+        )
 
 
 def _give_up(session: Session, notification: Notification, reason: str, *, now: datetime) -> None:
@@ -491,9 +533,14 @@ def _outgoing(
     )
 
 
-def approval_recipient(session: Session, execution: PurchaseExecution) -> str | None:
-    """Who decides: the account's contact, else the execution's creator (SPEC section 4)."""
-    return _contact_email(execution.cloud_account) or _creator_email(session, execution)
+def approval_recipient(
+    session: Session, execution: PurchaseExecution, settings: Settings
+) -> str | None:
+    """The first of those who may approve `execution` now (the demo's printed links go
+    where its email would), or None when nobody may."""
+    policy = ApprovalPolicy(require_different_approver=settings.require_different_approver)
+    recipients = Approvers(session).recipients(execution, policy)
+    return recipients[0].email if recipients else None
 
 
 def _contact_email(account: CloudAccount | None) -> str | None:

@@ -19,13 +19,16 @@ from sqlalchemy.orm import Session
 
 from app import background, get_settings
 from app.config import Settings
-from app.db import new_uuid, unit_of_work
+from app.db import db, new_uuid, unit_of_work
+from app.domain.approvals import NO_APPROVER
 from app.domain.errors import DomainError
 from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy, retry_refusal
 from app.models import AuditEvent, PurchaseExecution, RetryRequest
 from app.providers import ProviderRegistry, current_registry
 from app.services import audit, successors
+from app.services.approvals import current_policy as approvals_policy
+from app.services.approvers import successor_has_approver
 from app.services.executions import find_execution
 from app.services.identity import load_active_user, principal_for
 
@@ -277,3 +280,17 @@ def request_outcome(request: RetryRequest) -> dict[str, Any]:
         if request.successor_execution_id is None
         else str(request.successor_execution_id),
     }
+
+
+def approver_warning(request: RetryRequest, retrier: Principal) -> str | None:
+    """What an entry point tells the retrier when nobody may approve the successor: it
+    will fail at once with `NO_APPROVER` and the ops hint that goes with it."""
+    session = db.session()
+    execution = find_execution(session, request.execution_id)
+    policy = approvals_policy()
+    if successor_has_approver(session, execution, retrier, policy):
+        return None
+    return (
+        f"Nobody may approve the retry of {execution.execution_id}: it will fail "
+        f"({NO_APPROVER}) — {current_policy().ops_hint(NO_APPROVER)}"
+    )

@@ -1,6 +1,7 @@
 """The three writes of a retry (SPEC section 3), all or nothing for each row.
 
-1. insert the successor: `pending`, the next attempt, created by whoever asked;
+1. insert the successor: `pending`, the next attempt, the lineage's creator as its
+   creator (whose purchase it is) and whoever asked as `retried_by_user_id`;
 2. point the failed predecessor at it, only if nobody did so first;
 3. insert the successor's suppressions.
 
@@ -67,15 +68,18 @@ def insert_successors(
     *,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Write 1: a pending copy of each, created by the user who asked for the retry.
-    Returns the rows written (each with `retry_of`, its predecessor's id)."""
+    """Write 1: a pending copy of each. It keeps the predecessor's creator, whose
+    purchase it is: a retry never makes the retrier an owner, so `approve-own` is never
+    borrowed through `retry-any`; the retrier is recorded beside it. Returns the rows
+    written (each with `retry_of`, its predecessor's id)."""
     rows = [
         {
             "execution_id": new_uuid(),
             "retry_of": predecessor.execution_id,
             "status": Status.PENDING.value,
             "retry_attempt_n": predecessor.retry_attempt_n + 1,
-            "created_by_user_id": principal.user_id,
+            "created_by_user_id": predecessor.created_by_user_id,
+            "retried_by_user_id": principal.user_id,
             "plan_id": predecessor.plan_id,
             "step_number": predecessor.step_number,
             "cloud_account_id": predecessor.cloud_account_id,

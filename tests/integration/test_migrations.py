@@ -216,3 +216,55 @@ def test_a_timestamp_written_in_another_format_is_stored_canonically(db_session)
         {"id": execution_id},
     ).scalar_one()
     assert stored == "2026-11-27 08:00:00.000000"
+
+
+def test_existing_successors_get_their_lineages_creator_back(empty_database: Settings):
+    """Before revision 0008 a successor named its retrier as its creator, which let a
+    retrier's `approve-own` approve someone else's purchase. The migration gives every
+    successor its lineage's creator and records the retrier; a downgrade puts it back."""
+    migrate(empty_database, "upgrade", "0007")
+    owner, first_retrier, second_retrier = (str(uuid.uuid4()) for _ in range(3))
+    root, middle, latest = (str(uuid.uuid4()) for _ in range(3))
+    engine = build_engine(empty_database.database_url)
+    try:
+        with engine.begin() as conn:
+            for email, user_id in (
+                ("owner@example.com", owner),
+                ("r1@example.com", first_retrier),
+                ("r2@example.com", second_retrier),
+            ):
+                conn.execute(
+                    text("INSERT INTO users (id, email, password_hash) VALUES (:id, :e, 'x')"),
+                    {"id": user_id, "e": email},
+                )
+            for row_id, creator, successor in (
+                (latest, second_retrier, None),
+                (middle, first_retrier, latest),
+                (root, owner, middle),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO purchase_executions (execution_id, status, recommendations,"
+                        " created_by_user_id, retry_execution_id)"
+                        " VALUES (:id, 'failed', '[]', :creator, :successor)"
+                    ),
+                    {"id": row_id, "creator": creator, "successor": successor},
+                )
+        migrate(empty_database, "upgrade")
+        query = text(
+            "SELECT execution_id, created_by_user_id, retried_by_user_id FROM purchase_executions"
+        )
+        with engine.connect() as conn:
+            after = {str(r[0]): (str(r[1]), r[2] and str(r[2])) for r in conn.execute(query)}
+        assert after == {
+            root: (owner, None),
+            middle: (owner, first_retrier),
+            latest: (owner, second_retrier),
+        }
+        migrate(empty_database, "downgrade", "0007")
+        query = text("SELECT execution_id, created_by_user_id FROM purchase_executions")
+        with engine.connect() as conn:
+            before = {str(r[0]): str(r[1]) for r in conn.execute(query)}
+        assert before == {root: owner, middle: first_retrier, latest: second_retrier}
+    finally:
+        engine.dispose()

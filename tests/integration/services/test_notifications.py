@@ -68,19 +68,19 @@ def token_in(envelope, action: str) -> str:
 def test_a_claimed_email_cannot_be_claimed_again_until_settled(db_session, outbox):
     row = owed_row(db_session)
     now = utcnow()
-    first = notifications.claim_approval_email(
+    (first,) = notifications.claim_approval_email(
         db_session, row.execution_id, settings=outbox, now=now
     )
-    assert first is not None and first.attempt == 1
+    assert first.attempt == 1
     again = notifications.claim_approval_email(
         db_session, row.execution_id, settings=outbox, now=now + timedelta(minutes=1)
     )
-    assert again is None
+    assert again == []
     notifications.record_sent(db_session, first, now=now)
     later = now + SENDING_STALE_AFTER + timedelta(minutes=1)
     assert (
         notifications.claim_approval_email(db_session, row.execution_id, settings=outbox, now=later)
-        is None
+        == []
     )
 
 
@@ -93,7 +93,7 @@ def test_beat_leaves_an_email_in_backoff_alone_and_takes_a_lost_one(db_session, 
     now = utcnow()
     row.created_at = now - timedelta(minutes=30)
     db_session.flush()
-    email = notifications.claim_approval_email(
+    (email,) = notifications.claim_approval_email(
         db_session, row.execution_id, settings=outbox, now=now
     )
     long_wait = outbox.with_overrides(email_retry_base_seconds=3600)
@@ -106,7 +106,7 @@ def test_beat_leaves_an_email_in_backoff_alone_and_takes_a_lost_one(db_session, 
         notifications.claim_approval_email(
             db_session, row.execution_id, settings=outbox, now=during
         )
-        is None
+        == []
     )
     lost = now + timedelta(seconds=wait) + LOST_AFTER + timedelta(seconds=1)
     assert lost_approval_emails(db_session, now=lost, after=timedelta(0)) == [row.execution_id]
@@ -119,7 +119,7 @@ def test_a_copy_sent_twice_after_a_crash_has_links_that_work_in_both(db_session,
     one stored token, and the first copy's links stopped working.)"""
     row = owed_row(db_session)
     now = utcnow()
-    first = notifications.claim_approval_email(
+    (first,) = notifications.claim_approval_email(
         db_session, row.execution_id, settings=outbox, now=now
     )
     send_message(outbox, first.message)  # ... and the worker dies here
@@ -127,10 +127,10 @@ def test_a_copy_sent_twice_after_a_crash_has_links_that_work_in_both(db_session,
     assert lost_approval_emails(db_session, now=stale + LOST_AFTER, after=timedelta(0)) == [
         row.execution_id
     ]
-    second = notifications.claim_approval_email(
+    (second,) = notifications.claim_approval_email(
         db_session, row.execution_id, settings=outbox, now=stale
     )
-    assert second is not None and second.attempt == 2
+    assert second.attempt == 2
     send_message(outbox, second.message)
     notifications.record_sent(db_session, second, now=stale)
 
@@ -165,7 +165,7 @@ def test_malformed_recommendations_fail_the_row_with_the_reason(
     claimed = notifications.claim_approval_email(
         db_session, row.execution_id, settings=outbox, now=utcnow()
     )
-    assert claimed is None and mailbox.messages == []
+    assert claimed == [] and mailbox.messages == []
     failed = db_session.get(PurchaseExecution, row.execution_id, populate_existing=True)
     assert failed.status == Status.FAILED
     assert failed.error.startswith("malformed recommendations:")
@@ -173,7 +173,7 @@ def test_malformed_recommendations_fail_the_row_with_the_reason(
 
 def test_each_link_records_the_recipient_the_link_page_names_as_approver(db_session, outbox):
     row = owed_row(db_session)
-    email = notifications.claim_approval_email(
+    (email,) = notifications.claim_approval_email(
         db_session, row.execution_id, settings=outbox, now=utcnow()
     )
     tokens = db_session.scalars(

@@ -80,10 +80,12 @@ def test_the_three_writes(db_session):
     assert settled.state == "succeeded"
     successor = db_session.get(PurchaseExecution, settled.successor_execution_id)
     db_session.refresh(predecessor)
-    # Write 1: a pending copy created by the requester, with plan, step, account, costs.
+    # Write 1: a pending copy that stays alice's purchase (the requester is recorded as
+    # its retrier, never as its creator), with plan, step, account, costs.
     assert successor.status == Status.PENDING
     assert successor.retry_attempt_n == 2 == settled.retry_attempt_n
-    assert successor.created_by_user_id == requester.id
+    assert successor.created_by_user_id == alice.id
+    assert successor.retried_by_user_id == requester.id
     assert (successor.plan_id, successor.step_number) == (predecessor.plan_id, 2)
     assert successor.cloud_account_id == predecessor.cloud_account_id
     assert successor.total_upfront_cost == Decimal("4200.00")

@@ -19,6 +19,7 @@ POLICY = RetryPolicy(threshold=5)
 class Row:
     status: str = "failed"
     created_by_user_id: uuid.UUID | None = ME
+    retried_by_user_id: uuid.UUID | None = None
     retry_execution_id: uuid.UUID | None = None
     retry_attempt_n: int = 0
     error: str | None = "InsufficientCapacity: try later"

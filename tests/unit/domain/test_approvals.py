@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from app.domain.approvals import ApprovalPolicy, decision_refusal
-from app.domain.rbac import Action
+from app.domain.approvals import (
+    NO_APPROVER,
+    ApprovalPolicy,
+    Recipient,
+    approval_recipients,
+    decision_refusal,
+)
+from app.domain.rbac import DEFAULT_PERMISSIONS, Action, Principal
 from app.domain.statuses import Status
 from tests.unit.domain.fakes import ME, SOMEONE_ELSE, Row, user
 
@@ -50,3 +58,79 @@ def test_a_null_creator_needs_the_any_permission():
 def test_retry_is_not_a_decision():
     with pytest.raises(ValueError, match="not a decision"):
         decision_refusal(user(), Action.RETRY, Row(status="pending"), ApprovalPolicy())
+
+
+def test_four_eyes_refuses_the_retrier_as_it_refuses_the_creator():
+    """A retry must not become a way to approve one's own request: the successor stays
+    the creator's, and the retrier may not approve it either."""
+    purchaser = user("approve-any:purchases", "cancel-any:purchases")
+    retried_by_me = Row(status="pending", created_by_user_id=SOMEONE_ELSE, retried_by_user_id=ME)
+    refused = decision_refusal(purchaser, Action.APPROVE, retried_by_me, FOUR_EYES)
+    assert refused.status == 403 and "you retried it" in refused.message
+    assert decision_refusal(purchaser, Action.APPROVE, retried_by_me, ApprovalPolicy()) is None
+    assert decision_refusal(purchaser, Action.CANCEL, retried_by_me, FOUR_EYES) is None
+
+
+def test_retrying_someone_elses_row_never_lends_approve_own():
+    """The successor of a row nobody created is nobody's own, whoever retried it."""
+    retrier = user("retry-any:purchases")  # approve-own only, from the defaults
+    successor = Row(status="pending", created_by_user_id=None, retried_by_user_id=ME)
+    assert decision_refusal(retrier, Action.APPROVE, successor, ApprovalPolicy()).status == 403
+
+
+# --- Who the approval email goes to ---------------------------------------------------
+
+CREATOR = Principal(user_id=ME, email="creator@example.com", permissions=DEFAULT_PERMISSIONS)
+VIEWER = Principal(
+    user_id=ME, email="viewer@example.com", permissions=frozenset({"view:purchases"})
+)
+PURCHASER = Principal(uuid.uuid4(), "purchaser@example.com", frozenset({"approve-any:purchases"}))
+ADMIN = Principal(uuid.uuid4(), "admin@example.com", frozenset({"admin:*"}))
+
+
+ANYONE = ApprovalPolicy()
+
+
+def recipients(row, *, contact=None, creator=None, approvers=(), policy=ANYONE):
+    chosen = approval_recipients(
+        row, contact=contact, creator=creator, approvers=approvers, policy=policy
+    )
+    return [recipient.email for recipient in chosen]
+
+
+def test_the_contact_address_of_no_user_decides_on_the_tokens_authority():
+    row = Row(status="pending")
+    contact = Recipient("finops@example.com")
+    assert recipients(row, contact=contact, creator=CREATOR, approvers=[ADMIN]) == [
+        "finops@example.com"
+    ]
+
+
+def test_a_contact_who_is_a_user_gets_it_only_if_they_may_approve():
+    row = Row(status="pending", created_by_user_id=SOMEONE_ELSE)
+    contact = Recipient(VIEWER.email, VIEWER)
+    assert recipients(row, contact=contact, approvers=[PURCHASER]) == ["purchaser@example.com"]
+    able = Recipient(PURCHASER.email, PURCHASER)
+    assert recipients(row, contact=able, approvers=[ADMIN]) == ["purchaser@example.com"]
+
+
+def test_the_creator_only_when_they_may_approve_else_every_other_who_may():
+    row = Row(status="pending", created_by_user_id=ME)
+    assert recipients(row, creator=CREATOR, approvers=[ADMIN]) == ["creator@example.com"]
+    assert recipients(row, creator=VIEWER, approvers=[PURCHASER, ADMIN, VIEWER]) == [
+        "admin@example.com",
+        "purchaser@example.com",
+    ]
+
+
+def test_four_eyes_keeps_the_email_from_the_creator_and_the_retrier():
+    row = Row(status="pending", created_by_user_id=ME, retried_by_user_id=PURCHASER.user_id)
+    assert recipients(row, creator=CREATOR, approvers=[PURCHASER, ADMIN], policy=FOUR_EYES) == [
+        "admin@example.com"
+    ]
+
+
+def test_nobody_who_may_approve_means_no_recipient():
+    row = Row(status="pending", created_by_user_id=None, retried_by_user_id=ME)
+    assert recipients(row, creator=None, approvers=[VIEWER]) == []
+    assert NO_APPROVER == "no approver for this account"
