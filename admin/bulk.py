@@ -9,6 +9,7 @@ the rest are settled by the worker while the batch page shows their progress.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import flash, redirect, request, url_for
 from flask_admin import BaseView, expose
@@ -21,6 +22,7 @@ from werkzeug.wrappers import Response
 
 from admin.row_actions import refusal_text
 from admin.security import PermissionRequiredMixin
+from app.auth.session import safe_next_url
 from app.db import db
 from app.domain.bulk_retry import MAX_BATCH_ROWS, bulk_refusal
 from app.domain.errors import DomainError
@@ -71,6 +73,11 @@ class BulkRetryMixin:
             validate_csrf(request.form.get("csrf_token"))
         except Exception:
             raise DomainError(400, "the form has expired: reload the page and try again") from None
+        # A filter the list cannot honour refuses the whole request: dropping it would
+        # retry more rows than the user chose.
+        refusal = self.list_args_refusal()  # type: ignore[attr-defined]
+        if refusal is not None:
+            return self.refused_list(refusal)  # type: ignore[attr-defined,no-any-return]
         view_args = self._get_list_extra_args()  # type: ignore[attr-defined]
         if not (view_args.filters or view_args.search):
             raise DomainError(400, "filter or search the list first")
@@ -111,10 +118,22 @@ def _ask(ids: list[str]) -> Response:
         batch = bulk_retry.ask_for_bulk_retry(principal_for(current_user), {"execution_ids": ids})
     except DomainError as refusal:
         flash(refusal_text(refusal), "error")
-        return redirect(request.referrer or url_for("purchases.index_view"))
+        return redirect(back_to_list())
     body = bulk_retry.batch_as_dict(db.session(), batch)
     flash(batch_summary(body), "success" if not body["rejected"] else "warning")
     return redirect(url_for("retry_batches.details", batch_id=batch.id))
+
+
+def back_to_list() -> str:
+    """Where a refused bulk retry returns: the list page it came from (its filters and
+    page kept), when the Referer names a page of this site; else the list. Never
+    another site: the Referer is whatever the client says."""
+    referrer = urlsplit(request.referrer or "")
+    here = urlsplit(request.host_url)
+    target = None
+    if (referrer.scheme, referrer.netloc) == (here.scheme, here.netloc):
+        target = safe_next_url(urlunsplit(("", "", referrer.path, referrer.query, "")))
+    return target or url_for("purchases.index_view")
 
 
 def batch_summary(body: dict[str, Any]) -> Markup:

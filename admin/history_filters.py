@@ -12,13 +12,16 @@ from contextlib import suppress
 from typing import Any
 
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
-from sqlalchemy import select
+from flask_login import current_user
+from sqlalchemy import exists, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.domain.errors import DomainError
+from app.domain.rbac import PURCHASES, Principal
 from app.domain.statuses import Status
 from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
 from app.services.executions import HistoryFilter
+from app.services.identity import principal_for
 
 Options = Callable[[], list[tuple[str, str]]]
 
@@ -47,8 +50,8 @@ class HistoryFilterField(BaseSQLAFilter):
         self._operation = operation
 
     def clean(self, value: str) -> HistoryFilter:
-        """The value parsed by `HistoryFilter.parse`; a ValueError (Flask-Admin flashes
-        "invalid value" and drops the filter) when it refuses it."""
+        """The value parsed by `HistoryFilter.parse`; a ValueError saying why when it
+        refuses it (the list then refuses the request: `admin.list_args`)."""
         try:
             return HistoryFilter.parse({self.field: value})
         except DomainError as refusal:
@@ -67,6 +70,32 @@ def _choices(session: Session, key: Any, label: Any) -> Options:
     """Choices read when the list is drawn (one small query each, whatever the page
     size): accounts, plans and users are few next to executions."""
     return lambda: [(str(k), v) for k, v in session.execute(select(key, label).order_by(label))]
+
+
+def sees_every_creator(principal: Principal) -> bool:
+    """Whether the Creator filter offers `principal` other users: admins and holders of
+    an `-any` purchases permission act on other users' rows and need to pick them out.
+    Everyone else acts on their own rows only, and is offered only themselves: the list
+    of every user's email is not theirs to read."""
+    return principal.is_admin or any(
+        permission.endswith(f"-any:{PURCHASES}") for permission in principal.permissions
+    )
+
+
+def _creator_choices(session: Session) -> Options:
+    """The Creator filter's options for the signed-in user (`sees_every_creator`):
+    the users who created at least one execution, or only the user."""
+
+    def choices() -> list[tuple[str, str]]:
+        principal = principal_for(current_user)
+        if not sees_every_creator(principal):
+            return [(str(principal.user_id), principal.email)] if principal.user_id else []
+        creators = select(User.id, User.email).where(
+            exists().where(PurchaseExecution.created_by_user_id == User.id)
+        )
+        return [(str(k), v) for k, v in session.execute(creators.order_by(User.email))]
+
+    return choices
 
 
 def history_filters(session: Session) -> list[HistoryFilterField]:
@@ -97,7 +126,7 @@ def history_filters(session: Session) -> list[HistoryFilterField]:
             "created_by_user_id",
             "Creator",
             "equals",
-            choices=_choices(session, User.id, User.email),
+            choices=_creator_choices(session),
         ),
         HistoryFilterField(
             execution.created_at, "created_after", "Created", "on or after", None, when
@@ -111,7 +140,8 @@ def active_history_filter(
 ) -> HistoryFilter:
     """The one `HistoryFilter` that the list's active filters and search add up to (for
     the CSV export link). `filters` are Flask-Admin's (index, name, value) triples, all
-    valid (it drops the others); a search the list refused and flashed is left out."""
+    valid (`admin.list_args` refused the request otherwise); a search the list refused
+    and flashed is left out."""
     combined = HistoryFilter()
     if search:
         with suppress(DomainError):

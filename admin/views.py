@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 from admin.bulk import BulkRetryMixin
 from admin.details import ExecutionDetailsMixin
 from admin.history_filters import active_history_filter, history_filters, with_choices
+from admin.list_args import StrictListArgsMixin
 from admin.row_actions import cells_for_page, refusal_text
 from admin.security import PermissionRequiredMixin
 from app.auth.session import safe_next_url
@@ -28,9 +29,6 @@ from app.domain.statuses import Status
 from app.models import PurchaseExecution
 from app.services import approvals, executions, retry
 from app.services.identity import principal_for
-
-# Deeper than any real history (50 million rows at 50 a page); past it, OFFSET overflows.
-MAX_PAGE = 1_000_000
 
 
 class HomeView(PermissionRequiredMixin, AdminIndexView):
@@ -56,7 +54,7 @@ def format_timestamp(_view: Any, value: datetime, _name: str) -> str:
 
 
 class PurchaseHistoryView(
-    ExecutionDetailsMixin, BulkRetryMixin, PermissionRequiredMixin, ModelView
+    ExecutionDetailsMixin, BulkRetryMixin, PermissionRequiredMixin, StrictListArgsMixin, ModelView
 ):
     """Purchase History: newest first, read-only records, an action cell per row.
 
@@ -186,8 +184,6 @@ class PurchaseHistoryView(
         account comes with the rows, `selectin`), and the CSV export's arguments. Kept
         in Flask-Admin's per-request `_template_args`, never on `self`: one view
         instance serves every request thread."""
-        if page is not None and not 0 <= page <= MAX_PAGE:
-            raise DomainError(400, f"page must be a whole number from 1 to {MAX_PAGE + 1}")
         count, data = super().get_list(
             page, sort_column, sort_desc, search, filters, execute, page_size
         )

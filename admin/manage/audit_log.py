@@ -9,7 +9,7 @@ page numbers) and sorts only on `at`, which is indexed.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask_admin.contrib.sqla import filters
@@ -46,6 +46,12 @@ class AtBefore(filters.DateTimeSmallerFilter):
 
 class AtOnDay(filters.BaseSQLAFilter, BaseDateFilter):
     """Events of one UTC day: a range on the indexed column, not a function of it."""
+
+    def clean(self, value: str) -> date:
+        day = super().clean(value)
+        if day == date.max:  # the range would end on a day no datetime can hold
+            raise ValueError(f"the last day it searches is {date.max - timedelta(days=1)}")
+        return day
 
     def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
         start = datetime.combine(value, time.min, tzinfo=UTC)

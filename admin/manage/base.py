@@ -1,5 +1,5 @@
 """What the management views share: one CSRF mechanism, ids parsed before they reach
-the database, page numbers kept in range, and one way to write.
+the database, list arguments read strictly (`admin.list_args`), and one way to write.
 
 How a view writes. Flask-Admin's `create_model` / `update_model` / `delete_model`
 commit through the view's session themselves; here they are overridden to run the
@@ -25,7 +25,8 @@ from flask_wtf import FlaskForm
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin.views import MAX_PAGE, format_timestamp
+from admin.list_args import StrictListArgsMixin
+from admin.views import format_timestamp
 from app.db import unit_of_work
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_uuid
@@ -44,7 +45,7 @@ INTEGER_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 
 
-class ManagedModelView(ModelView):
+class ManagedModelView(StrictListArgsMixin, ModelView):
     """A Flask-Admin model view with the product's conventions (see the module doc)."""
 
     form_base_class = FlaskForm  # one CSRF mechanism: Flask-WTF's
@@ -75,11 +76,6 @@ class ManagedModelView(ModelView):
         if found is None:
             raise DomainError(404, f"no {self.audit_subject} with id {key}")
         return found
-
-    def get_list(self, page: int | None, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        if page is not None and not 0 <= page <= MAX_PAGE:
-            raise DomainError(400, f"page must be a whole number from 1 to {MAX_PAGE + 1}")
-        return super().get_list(page, *args, **kwargs)
 
     @expose("/action/", methods=("POST",))
     def action_view(self) -> Any:

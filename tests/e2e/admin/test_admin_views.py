@@ -412,7 +412,7 @@ def test_the_audit_log_lists_newest_first_and_filters(client, db_session):
     assert listed(f"?flt0_at_after_utc={since}") == ["user.created", "execution.approved"]
     assert listed(f"?flt0_at_before_utc={since}") == ["retry.requested"]
     # A malformed filter value is dropped with a message, not a 500.
-    assert len(listed("?flt0_execution_equals=nope")) == 3
+    assert client.get("/admin/audit/?flt0_execution_equals=nope").status_code == 400
 
     page = client.get("/admin/audit/").text
     assert "<script>retry" not in page
