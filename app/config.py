@@ -23,6 +23,7 @@ from app.domain.providers import PROVIDERS
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_APP_BASE_URL = "http://127.0.0.1:5000"
 DEFAULT_LINK_RATE_LIMIT = "20 per minute"
+DEFAULT_SIGN_IN_RATE_LIMIT = "10 per minute;100 per hour"
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 
@@ -59,6 +60,9 @@ class Settings:
     # Requests per client address to the approval links (pages and the API's token
     # path), in the `limits` notation: "20/minute", "100 per hour;5 per second".
     link_rate_limit: str = DEFAULT_LINK_RATE_LIMIT
+    # Refused sign-ins per client address, whatever the email, on the login page and
+    # `POST /api/auth/login` together (SIGN_IN_RATE_LIMIT, the same notation).
+    sign_in_rate_limit: str = DEFAULT_SIGN_IN_RATE_LIMIT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +97,9 @@ class Settings:
             email_max_retries=reader.integer("EMAIL_MAX_RETRIES", 8, minimum=0, maximum=20),
             link_rate_limit=parse_rate_limit(
                 env.get("LINK_RATE_LIMIT") or DEFAULT_LINK_RATE_LIMIT, "LINK_RATE_LIMIT"
+            ),
+            sign_in_rate_limit=parse_rate_limit(
+                env.get("SIGN_IN_RATE_LIMIT") or DEFAULT_SIGN_IN_RATE_LIMIT, "SIGN_IN_RATE_LIMIT"
             ),
         )
         if settings.smtp_password and not settings.smtp_username:

@@ -6,25 +6,41 @@ import secrets
 from urllib.parse import urlsplit
 
 from flask import redirect, request, session, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
+from app.auth import device
 from app.db import unit_of_work, utcnow
 from app.services.identity import LoginOutcome, authenticate, end_sessions
 
 
 def sign_in(email: str, password: str) -> LoginOutcome:
-    """Check the credentials; on success start a fresh session for the user.
+    """Check the credentials from this client's address, with this browser's device
+    cookie; on success start a fresh session for the user and renew the cookie.
 
     The old session is cleared first, so whatever an attacker planted in it before
     sign-in (a fixed session, a CSRF token) does not survive into the signed-in one.
     """
-    outcome = authenticate(email, password, utcnow())
+    outcome = authenticate(
+        email,
+        password,
+        utcnow(),
+        address=client_address(),
+        trusted=device.is_trusted_for(email),
+    )
     if outcome.user is not None:
         session.clear()
         session["sid"] = secrets.token_urlsafe(24)
         login_user(outcome.user)
+        device.remember(outcome.user.email)
     return outcome
+
+
+def client_address() -> str:
+    """The address sign-in failures are counted under, and the rate limit's key: the
+    peer's address (behind a proxy, what werkzeug's ProxyFix makes of it)."""
+    return get_remote_address() or "unknown"
 
 
 def sign_out() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -149,30 +148,35 @@ class LoginOutcome:
     message: str = ""
 
 
-def email_key(email: str) -> str:
-    """Where an email's failed sign-ins are counted: its normalized form, hashed."""
-    return hashlib.sha256(normalize_email(email).encode()).hexdigest()
+def login_state(session: Session, email: str, address: str) -> lockout.LoginState:
+    """The failures of `email` from client `address` (the per-address lockout)."""
+    return _state_at(session, lockout.address_key(normalize_email(email), address))
 
 
-def login_state(session: Session, email: str) -> lockout.LoginState:
-    found = session.get(LoginAttempts, email_key(email), populate_existing=True)
+def _state_at(session: Session, key: str) -> lockout.LoginState:
+    found = session.get(LoginAttempts, key, populate_existing=True)
     if found is None:
         return lockout.LoginState()
     return lockout.LoginState(found.failed_count, found.last_failed_at, found.locked_until)
 
 
-def authenticate(email: str, password: str, now: datetime) -> LoginOutcome:
-    """Check a password, counting a failure toward the lockout of that email.
+def authenticate(
+    email: str, password: str, now: datetime, *, address: str, trusted: bool = False
+) -> LoginOutcome:
+    """Check a password from client `address`, counting a failure toward the lockouts of
+    that email (`app.domain.lockout`: from this address, and across addresses unless
+    the client is `trusted`, i.e. holds the email's device cookie).
 
-    Every email goes through the same steps, store and rule, whether or not it has an
+    Every email goes through the same steps, store and rules, whether or not it has an
     account (an unknown one is checked against a dummy hash at the same cost), so no
     answer and no timing tells them apart. The password is checked outside any
     transaction; the failure is then counted in a short unit of work that reads and
-    writes the count under the write lock, so parallel failures all count.
+    writes the counts under the write lock, so parallel failures all count.
     """
     session = db.session()
     normalized = normalize_email(email)
-    if lockout.is_locked(login_state(session, normalized), now):
+    keys = _Keys(lockout.address_key(normalized, address), lockout.email_key(normalized))
+    if _refused(session, keys, trusted, now):
         return LoginOutcome(None, lockout.LOCKED_OUT)
     user = session.scalar(select(User).where(User.email == normalized))
     if user is None:
@@ -182,15 +186,13 @@ def authenticate(email: str, password: str, now: datetime) -> LoginOutcome:
         accepted = verify_password(user.password_hash, password) and user.is_active
     with unit_of_work() as writer:
         if not accepted:
-            state = _count_failure(writer, normalized, now)
-            return LoginOutcome(None, lockout.refusal_message(state, now))
+            return LoginOutcome(None, _count_failure(writer, keys, trusted, now))
         assert user is not None
-        state = login_state(writer, normalized)
-        if lockout.is_locked(state, now):  # locked by a parallel failure meanwhile
+        if _refused(writer, keys, trusted, now):  # locked by a parallel failure meanwhile
             return LoginOutcome(None, lockout.LOCKED_OUT)
-        writer.execute(
-            delete(LoginAttempts).where(LoginAttempts.email_key == email_key(normalized))
-        )
+        # This address's count starts again; the count across addresses is left to
+        # decay, or a user signing in would wipe out a guess still going on elsewhere.
+        writer.execute(delete(LoginAttempts).where(LoginAttempts.email_key == keys.address))
         user = writer.get(User, user.id, populate_existing=True, options=[joinedload(User.groups)])
         assert user is not None
         user.last_login_at = now
@@ -199,17 +201,51 @@ def authenticate(email: str, password: str, now: datetime) -> LoginOutcome:
         return LoginOutcome(user)
 
 
-def _count_failure(session: Session, email: str, now: datetime) -> lockout.LoginState:
-    """Apply the lockout rule to the stored count, atomically: the row is locked (on
-    PostgreSQL) or the database is (SQLite's BEGIN IMMEDIATE) from read to write."""
-    key = email_key(email)
+@dataclass(frozen=True)
+class _Keys:
+    """Where one sign-in's failures are counted: from its address, across addresses."""
+
+    address: str
+    email: str
+
+
+def _refused(session: Session, keys: _Keys, trusted: bool, now: datetime) -> bool:
+    return lockout.is_refused(
+        _state_at(session, keys.address), _state_at(session, keys.email), trusted=trusted, now=now
+    )
+
+
+def _count_failure(session: Session, keys: _Keys, trusted: bool, now: datetime) -> str:
+    """Apply the lockout rules to the stored counts, atomically, and say what the client
+    is told. The rows are locked (on PostgreSQL) or the database is (SQLite's BEGIN
+    IMMEDIATE) from read to write; the address's row always first, so two sign-ins never
+    wait on each other's rows in opposite orders."""
+    from_address = _locked_row(session, keys.address)
+    before = _state_of(from_address)
+    after = _store(from_address, lockout.after_failure(before, now))
+    locked = lockout.is_locked(after, now)
+    if lockout.counts_everywhere(before, trusted=trusted, now=now):
+        any_address = _locked_row(session, keys.email)
+        everywhere = lockout.after_failure(
+            _state_of(any_address), now, limit=lockout.MAX_FAILED_LOGINS_ANY_ADDRESS
+        )
+        locked = lockout.is_locked(_store(any_address, everywhere), now) or locked
+    return lockout.LOCKED_OUT if locked else lockout.INVALID_CREDENTIALS
+
+
+def _locked_row(session: Session, key: str) -> LoginAttempts:
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(insert(LoginAttempts).values(email_key=key).on_conflict_do_nothing())
     row = session.get(LoginAttempts, key, with_for_update=True, populate_existing=True)
     assert row is not None
-    state = lockout.after_failure(
-        lockout.LoginState(row.failed_count, row.last_failed_at, row.locked_until), now
-    )
+    return row
+
+
+def _state_of(row: LoginAttempts) -> lockout.LoginState:
+    return lockout.LoginState(row.failed_count, row.last_failed_at, row.locked_until)
+
+
+def _store(row: LoginAttempts, state: lockout.LoginState) -> lockout.LoginState:
     row.failed_count, row.last_failed_at, row.locked_until = (
         state.failed_count,
         state.last_failed_at,

@@ -12,15 +12,24 @@ from app.db import unit_of_work, utcnow
 from app.domain import lockout
 from app.domain.errors import DomainError
 from app.models import Group, User
-from app.services.identity import (
-    authenticate,
-    create_group,
-    create_user,
-    login_state,
-    principal_for,
-)
+from app.services import identity
+from app.services.identity import create_group, create_user, principal_for
 from tests.factories import PASSWORD, make_user
 from tests.support.commands import product_python
+
+HERE = "192.0.2.10"
+THERE = "198.51.100.20"
+
+
+def authenticate(email, password, now, address=HERE, *, trusted=False):
+    """A sign-in from `address` (the test's one, unless named), without a device cookie
+    unless `trusted`."""
+    return identity.authenticate(email, password, now, address=address, trusted=trusted)
+
+
+def login_state(session, email, address=HERE):
+    """The count of failures of `email` from `address`."""
+    return identity.login_state(session, email, address)
 
 
 @pytest.fixture
@@ -99,7 +108,9 @@ def test_principal_permissions_come_from_groups(db_session):
     }
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(db_session, signing_in):
+def test_five_failures_lock_the_email_from_that_address_even_for_the_right_password(
+    db_session, signing_in
+):
     user = make_user(db_session, "henry@example.com")
     now = utcnow()
     messages = [
@@ -167,9 +178,102 @@ def test_unknown_emails_lock_without_redis(settings, app, committed_db):
         "from app.services.identity import authenticate\n"
         "with create_app().app_context():\n"
         "    for _ in range(6):\n"
-        "        print(authenticate('ghost@example.com', 'wrong password', utcnow()).message)\n"
+        "        outcome = authenticate('ghost@example.com', 'x', utcnow(), address='192.0.2.1')\n"
+        "        print(outcome.message)\n"
     )
     result = product_python(settings, script, REDIS_URL="redis://127.0.0.1:9/0")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines == [lockout.INVALID_CREDENTIALS] * 4 + [lockout.LOCKED_OUT] * 2
+
+
+# --- Nobody can lock a user out from afar -----------------------------------------------
+
+
+def fail(email: str, times: int, address: str, now, *, trusted: bool = False) -> list[str]:
+    return [
+        authenticate(email, "wrong password", now, address, trusted=trusted).message
+        for _ in range(times)
+    ]
+
+
+def test_five_failures_from_one_address_do_not_stop_the_user_at_another(db_session, signing_in):
+    """(Before: 5 wrong passwords from anywhere locked the email everywhere for 15
+    minutes: anyone could lock anyone out.)"""
+    user = make_user(db_session, "kim@example.com")
+    now = utcnow()
+    assert fail(user.email, 5, HERE, now)[-1] == lockout.LOCKED_OUT
+    assert authenticate(user.email, PASSWORD, now, HERE).message == lockout.LOCKED_OUT
+    elsewhere = authenticate(user.email, PASSWORD, now, THERE)
+    assert elsewhere.user is not None and elsewhere.user.id == user.id
+    # The success there clears the count there only: here stays locked.
+    assert lockout.is_locked(login_state(db_session, user.email, HERE), now)
+    assert login_state(db_session, user.email, THERE) == lockout.LoginState()
+
+
+def test_a_guess_spread_over_addresses_locks_untrusted_clients_out(db_session, signing_in):
+    """20 failures from 4 addresses: a fifth address, never signed in from, is refused
+    even with the right password, for 15 minutes; the user's own device is not."""
+    user = make_user(db_session, "lee@example.com")
+    now = utcnow()
+    per_address = lockout.MAX_FAILED_LOGINS
+    addresses = [f"203.0.113.{n}" for n in range(1, 5)]
+    for address in addresses:
+        fail(user.email, per_address, address, now)
+    stranger = authenticate(user.email, PASSWORD, now, "192.0.2.99")
+    assert (stranger.user, stranger.message) == (None, lockout.LOCKED_OUT)
+    own_device = authenticate(user.email, PASSWORD, now, "192.0.2.99", trusted=True)
+    assert own_device.user is not None
+    later = now + lockout.LOCKOUT_PERIOD
+    assert authenticate(user.email, PASSWORD, later, "192.0.2.98").user is not None
+
+
+def test_an_unknown_email_locks_across_addresses_exactly_like_a_real_one(db_session, signing_in):
+    make_user(db_session, "mo@example.com")
+    now = utcnow()
+    answers_for = {}
+    for email in ("mo@example.com", "nobody-here@example.com"):
+        for n in range(1, 5):
+            fail(email, lockout.MAX_FAILED_LOGINS, f"203.0.113.{n}", now)
+        answers_for[email] = fail(email, 2, "192.0.2.99", now)
+    assert answers_for["mo@example.com"] == answers_for["nobody-here@example.com"]
+    assert answers_for["mo@example.com"] == [lockout.LOCKED_OUT] * 2
+
+
+def test_one_address_alone_cannot_lock_the_email_elsewhere(db_session, signing_in):
+    """Failures its own lock already refuses do not count across addresses."""
+    user = make_user(db_session, "noor@example.com")
+    now = utcnow()
+    fail(user.email, lockout.MAX_FAILED_LOGINS_ANY_ADDRESS + 5, HERE, now)
+    assert authenticate(user.email, PASSWORD, now, THERE).user is not None
+
+
+def test_a_trusted_device_keeps_its_own_address_lock(db_session, signing_in):
+    user = make_user(db_session, "omar@example.com")
+    now = utcnow()
+    answers = fail(user.email, lockout.MAX_FAILED_LOGINS, HERE, now, trusted=True)
+    assert answers[-1] == lockout.LOCKED_OUT
+    assert authenticate(user.email, PASSWORD, now, HERE, trusted=True).user is None
+    # Its failures did not count across addresses: a stranger's address is not locked.
+    assert authenticate(user.email, PASSWORD, now, THERE).user is not None
+
+
+def test_parallel_failures_from_many_addresses_lock_across_addresses_atomically(app, committed_db):
+    """40 wrong passwords at once from 8 addresses: each address counts its 5, the email
+    counts 20 across them, and a ninth untrusted address is then locked out."""
+    with unit_of_work() as session:
+        make_user(session, "pat@example.com")
+    addresses = [f"203.0.113.{n}" for n in range(1, 9)]
+
+    def attempt(n: int) -> str:
+        with app.app_context():
+            address = addresses[n % len(addresses)]
+            return authenticate("pat@example.com", "wrong password", utcnow(), address).message
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        messages = list(pool.map(attempt, range(40)))
+    assert messages.count(lockout.LOCKED_OUT) >= 40 - lockout.MAX_FAILED_LOGINS_ANY_ADDRESS
+    with app.app_context():
+        refused = authenticate("pat@example.com", PASSWORD, utcnow(), "192.0.2.77")
+        assert refused.message == lockout.LOCKED_OUT
+        assert authenticate("pat@example.com", PASSWORD, utcnow(), "192.0.2.77", trusted=True).user
