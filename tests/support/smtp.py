@@ -22,11 +22,13 @@ def free_port() -> int:
 class ScriptedSmtp:
     """An aiosmtpd handler that keeps what it accepts and counts sessions (EHLO).
 
-    With `reply` set (a 4xx or 5xx line), every recipient is refused with it.
+    With `reply` set (a 4xx or 5xx line), every recipient is refused with it; `refused`
+    maps single addresses to the line that refuses them.
     """
 
     def __init__(self, reply: str | None = None) -> None:
         self.reply = reply
+        self.refused: dict[str, str] = {}
         self.sessions = 0
         self.messages: list = []
 
@@ -36,8 +38,8 @@ class ScriptedSmtp:
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.reply:
-            return self.reply
+        if self.reply or address in self.refused:
+            return self.reply or self.refused[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

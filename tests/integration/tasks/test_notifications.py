@@ -8,9 +8,10 @@ import time
 import pytest
 from sqlalchemy import select
 
+from app import background
 from app.db import unit_of_work, utcnow
 from app.domain.statuses import Status
-from app.models import PurchaseSuppression
+from app.models import ApprovalToken, AuditEvent, PurchaseSuppression
 from app.services import notifications, retry
 from tasks.notifications import SEND_APPROVAL_EMAIL
 from tests.factories import make_account, make_execution, make_user, recommendation
@@ -122,3 +123,39 @@ def test_two_deliveries_of_the_email_task_at_once_send_one_email(
     email_settled(row.execution_id)
     time.sleep(1)  # give the second delivery every chance to do harm
     assert len(mailbox.messages) == 1
+
+
+def test_every_approver_gets_their_own_email_and_one_refusal_does_not_fail_the_row(
+    committed_db, celery_worker, scripted_smtp
+):
+    """With no contact on the account and a creator who may not approve, the email goes
+    to each user who may: one message each, with links of their own. A recipient whose
+    server refuses loses their links (audited); the others' still decide the row."""
+    server = scripted_smtp()
+    server.refused["bounced@example.com"] = "550 5.1.1 mailbox unavailable"
+    with unit_of_work() as session:
+        creator = make_user(session, "viewer@example.com", groups=("Read-only",))
+        for email in ("bounced@example.com", "purchaser@example.com"):
+            make_user(session, email, groups=("Purchasers",))
+        account = make_account(session, contact_email=None)
+        row = make_execution(
+            session,
+            Status.PENDING,
+            created_by=creator,
+            cloud_account_id=account.id,
+            recommendations=[recommendation()],
+        )
+        notifications.owe_approval_email(session, row.execution_id, now=utcnow())
+    background.enqueue(SEND_APPROVAL_EMAIL, [str(row.execution_id)])
+    sent = email_settled(row.execution_id)
+    assert sent.status == Status.PENDING and sent.notification_sent_at is not None
+    assert [envelope.rcpt_tos for envelope in server.messages] == [["purchaser@example.com"]]
+    with unit_of_work() as session:
+        holders = session.scalars(
+            select(ApprovalToken.recipient).where(ApprovalToken.execution_id == row.execution_id)
+        ).all()
+        failures = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "approval_email.recipient_failed")
+        ).all()
+    assert holders == ["purchaser@example.com"] * 2
+    assert [event.details["to"] for event in failures] == ["bounced@example.com"]
