@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -13,9 +11,10 @@ from flask import Flask, current_app
 
 from app import door, security_headers
 from app.background import celery_init_app
-from app.config import INSTANCE_DIR, ConfigError, Settings
+from app.config import Settings
 from app.db import db
 from app.extensions import csrf, limiter, migrate
+from app.instance import FOLDER_MODE, generated_secret, make_private
 from app.providers import ProviderRegistry, default_registry
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -35,9 +34,10 @@ def create_app(
         load_dotenv(override=False)
         settings = Settings.from_env()
 
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    make_private(settings.instance_dir, FOLDER_MODE)  # an older version made it 0755
     app.config.update(
-        SECRET_KEY=settings.secret_key or instance_secret_key(INSTANCE_DIR),
+        SECRET_KEY=settings.secret_key or instance_secret_key(settings.instance_dir),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.app_base_url.startswith("https://"),
@@ -76,27 +76,8 @@ def get_settings() -> Settings:
 
 
 def instance_secret_key(instance_dir: Path) -> str:
-    """The embedded default: a random key kept in `instance/secret_key` (mode 0600).
-
-    Several processes start at once (gunicorn's workers, the worker, beat), so the file
-    appears whole or not at all: it is written under another name and linked into
-    place, and whoever loses the race reads the winner's key. An empty or unreadable
-    file stops the process rather than signing sessions with an empty key.
-    """
-    path = instance_dir / "secret_key"
-    if not path.exists():
-        instance_dir.mkdir(parents=True, exist_ok=True)
-        fd, staged = tempfile.mkstemp(dir=instance_dir, prefix=".secret_key.")
-        try:
-            with os.fdopen(fd, "w") as handle:  # mkstemp creates it with mode 0600
-                handle.write(secrets.token_urlsafe(48))
-            os.link(staged, path)
-            log.warning("SECRET_KEY is not set: generated one in %s", path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(staged)
-    key = path.read_text().strip()
-    if not key:
-        raise ConfigError(f"{path} is empty: delete it to have a new key made, or set SECRET_KEY")
-    return key
+    """The embedded default: a random key kept in `instance/secret_key` (mode 0600),
+    written once whatever the race between the processes starting together."""
+    return generated_secret(
+        instance_dir, "secret_key", lambda: secrets.token_urlsafe(48), variable="SECRET_KEY"
+    )

@@ -7,6 +7,7 @@ a `DomainError` into a message on stderr and a non-zero exit code.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from app import get_settings
 from app.db import fresh_read, unit_of_work, utcnow
 from app.domain.bulk_retry import BatchState
 from app.domain.errors import DomainError
+from app.domain.inputs import clean_text
 from app.domain.rbac import Action, Principal
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
@@ -62,32 +64,64 @@ def refusals_exit_nonzero(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+ADMIN_GROUP = "Administrators"
+PASSWORD_VARIABLE = "NEW_USER_PASSWORD"  # noqa: S105  (a variable's name)
+
+
 @users_cli.command("create")
 @click.argument("email")
 @click.option(
     "--password-stdin",
     is_flag=True,
-    help="Read the password from the first line of standard input (required).",
+    help=f"Read the password from the first line of standard input; else {PASSWORD_VARIABLE}"
+    ", else a prompt (terminal only).",
 )
 @click.option("--group", "group_names", multiple=True, help="Add the user to this group.")
+@click.option("--admin", is_flag=True, help=f"Add the user to {ADMIN_GROUP} (the first admin).")
 @refusals_exit_nonzero
-def create_user_command(email: str, password_stdin: bool, group_names: tuple[str, ...]) -> None:
+def create_user_command(
+    email: str, password_stdin: bool, group_names: tuple[str, ...], admin: bool
+) -> None:
     """Create a user who can sign in with EMAIL."""
-    password = _password_from_stdin(password_stdin)
+    email = clean_text(email, "email")
+    groups = [clean_text(name, "group name") for name in group_names]
+    if admin and ADMIN_GROUP not in groups:
+        groups.append(ADMIN_GROUP)
+    password = _read_password(password_stdin)
     with unit_of_work() as session:
-        user = identity.create_user(session, email, password, group_names)
+        user = identity.create_user(session, email, password, groups)
         summary = f"created user {user.email} ({user.id})"
         if user.groups:
             summary += " in " + ", ".join(group.name for group in user.groups)
     click.echo(summary)
 
 
-def _password_from_stdin(password_stdin: bool) -> str:
-    if not password_stdin:
+def _read_password(password_stdin: bool) -> str:
+    """The password from standard input's first line (--password-stdin), else from
+    NEW_USER_PASSWORD, else typed twice, hidden, at a terminal. Never from the command
+    line (other users see it in `ps`), never printed: a refusal names only the problem."""
+    if password_stdin:
+        password = _stdin_text(first_line=True)
+    elif os.environ.get(PASSWORD_VARIABLE):
+        password = os.environ[PASSWORD_VARIABLE]
+    elif sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
         raise click.UsageError(
-            "--password-stdin is required: passwords are never taken from the command line"
+            f"no password: pass --password-stdin, set {PASSWORD_VARIABLE}, or run in a terminal"
+            " to be asked (passwords are never taken from the command line)"
         )
-    return sys.stdin.readline().rstrip("\r\n")
+    return clean_text(password, "password")
+
+
+def _stdin_text(*, first_line: bool = False) -> str:
+    """Standard input as text. Bytes that are not UTF-8 become lone surrogates, which
+    `clean_text` and `parse_uuid` refuse as they refuse them anywhere, rather than a
+    traceback from the decoder."""
+    stream = sys.stdin.buffer
+    data = stream.readline() if first_line else stream.read()
+    text = data.decode("utf-8", errors="surrogateescape")
+    return text.rstrip("\r\n") if first_line else text
 
 
 @users_cli.command("set-password")
@@ -95,12 +129,14 @@ def _password_from_stdin(password_stdin: bool) -> str:
 @click.option(
     "--password-stdin",
     is_flag=True,
-    help="Read the new password from the first line of standard input (required).",
+    help=f"Read the new password from the first line of standard input; else {PASSWORD_VARIABLE}"
+    ", else a prompt (terminal only).",
 )
 @refusals_exit_nonzero
 def set_password_command(email: str, password_stdin: bool) -> None:
     """Give EMAIL a new password; every session they had ends."""
-    password = _password_from_stdin(password_stdin)
+    email = clean_text(email, "email")
+    password = _read_password(password_stdin)
     with unit_of_work() as session:
         user = identity.set_password(session, email, password)
         summary = f"new password for {user.email}; their sessions have ended"
@@ -113,7 +149,7 @@ def set_password_command(email: str, password_stdin: bool) -> None:
 def deactivate_command(email: str) -> None:
     """Stop EMAIL from signing in; every session they had ends."""
     with unit_of_work() as session:
-        user = identity.deactivate(session, email)
+        user = identity.deactivate(session, clean_text(email, "email"))
         summary = f"deactivated {user.email}; their sessions have ended"
     click.echo(summary)
 
@@ -205,7 +241,7 @@ def retry_command(execution_ids: tuple[str, ...], email: str, force: bool, wait:
         return
     ids: list[str] = []
     for argument in execution_ids:
-        ids += sys.stdin.read().split() if argument == "-" else [argument]
+        ids += _stdin_text().split() if argument == "-" else [argument]
     _retry_many(principal, ids, force=force, wait=wait)
 
 
@@ -308,6 +344,7 @@ def _decide(execution_id: str, email: str, action: Action) -> None:
 
 def _principal_of(email: str) -> Principal:
     """The active user EMAIL as the rules see them (404 if there is none)."""
+    email = clean_text(email, "email")
     with fresh_read() as session:
         user = identity.find_user_by_email(session, email)
         if user is None or not user.is_active:
@@ -318,7 +355,42 @@ def _principal_of(email: str) -> Principal:
 @demo_cli.command("seed")
 @refusals_exit_nonzero
 def seed_command() -> None:
-    """Add demo users, accounts, a plan and executions in every state (once)."""
+    """Add demo users, accounts, a plan and executions in every state (once).
+
+    Refused under APP_ENV=production: the demo's admin has a published password.
+    """
+    _seed()
+
+
+@demo_cli.command("start")
+@click.option(
+    "--demo",
+    "asked",
+    is_flag=True,
+    help="Seed the demo on any database (never under APP_ENV=production).",
+)
+@refusals_exit_nonzero
+def start_command(asked: bool) -> None:
+    """What scripts/run does once the schema is current: seed the demo on the embedded
+    default database (or with --demo); anywhere else, say how to make the first admin."""
+    plan = demo.start_plan(get_settings(), asked=asked)
+    click.echo(f"demo: {'yes' if plan.demo else 'no'} ({plan.reason})")
+    if plan.demo:
+        _seed()
+        return
+    with fresh_read() as session:
+        if demo.has_active_admin(session):
+            return
+    click.echo(
+        f"no active admin yet; create the first one with\n  {demo.FIRST_ADMIN_HINT}\n"
+        f"(the password is asked for twice, or read from {PASSWORD_VARIABLE} or with "
+        "--password-stdin)"
+    )
+
+
+def _seed() -> None:
+    """Seed the demo and print its logins and the live links of its pending rows:
+    the only command that prints an approval token."""
     with unit_of_work() as session:
         result = demo.seed(session, now=utcnow(), settings=get_settings())
     if result is None:

@@ -24,6 +24,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_APP_BASE_URL = "http://127.0.0.1:5000"
 DEFAULT_LINK_RATE_LIMIT = "20 per minute"
 DEFAULT_SIGN_IN_RATE_LIMIT = "10 per minute;100 per hour"
+APP_ENVS = ("development", "production")
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 
@@ -63,6 +64,14 @@ class Settings:
     # Refused sign-ins per client address, whatever the email, on the login page and
     # `POST /api/auth/login` together (SIGN_IN_RATE_LIMIT, the same notation).
     sign_in_rate_limit: str = DEFAULT_SIGN_IN_RATE_LIMIT
+    # APP_ENV: "production" never seeds the demo and needs SECRET_KEY.
+    app_env: str = "development"
+    # FLOWER_BASIC_AUTH, "user:password" (several separated by ","); None: Flower's
+    # credentials are generated into the instance folder.
+    flower_basic_auth: str | None = None
+    # Where the embedded database, the generated secret key and Flower's generated
+    # credentials live (owner only). Not read from the environment: tests set it.
+    instance_dir: Path = INSTANCE_DIR
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +110,8 @@ class Settings:
             sign_in_rate_limit=parse_rate_limit(
                 env.get("SIGN_IN_RATE_LIMIT") or DEFAULT_SIGN_IN_RATE_LIMIT, "SIGN_IN_RATE_LIMIT"
             ),
+            app_env=reader.choice("APP_ENV", APP_ENVS),
+            flower_basic_auth=parse_basic_auth(env.get("FLOWER_BASIC_AUTH"), "FLOWER_BASIC_AUTH"),
         )
         if settings.smtp_password and not settings.smtp_username:
             raise ConfigError("SMTP_PASSWORD is set but SMTP_USERNAME is not")
@@ -108,6 +119,11 @@ class Settings:
             raise ConfigError(
                 "SECRET_KEY must be set when APP_BASE_URL is https: every process of the "
                 "deployment must sign sessions with the same key"
+            )
+        if settings.is_production and not settings.secret_key:
+            raise ConfigError(
+                "SECRET_KEY must be set when APP_ENV is production: a key generated into "
+                "one machine's instance folder signs nothing the others accept"
             )
         return settings
 
@@ -119,10 +135,19 @@ class Settings:
     def is_sqlite(self) -> bool:
         return make_url(self.database_url).get_backend_name() == "sqlite"
 
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
 
-def default_sqlite_url() -> str:
+    @property
+    def uses_embedded_database(self) -> bool:
+        """The database is the embedded default: the SQLite file in the instance folder."""
+        return self.database_url == normalize_database_url(default_sqlite_url(self.instance_dir))
+
+
+def default_sqlite_url(instance_dir: Path = INSTANCE_DIR) -> str:
     """The embedded default database: a SQLite file under `instance/`."""
-    return f"sqlite:///{INSTANCE_DIR / 'commitments.db'}"
+    return f"sqlite:///{instance_dir / 'commitments.db'}"
 
 
 def normalize_database_url(raw: str, name: str = "DATABASE_URL") -> str:
@@ -161,6 +186,18 @@ def parse_providers(raw: str, name: str) -> frozenset[str]:
             f"{name} names unknown providers {', '.join(unknown)} (known: {', '.join(PROVIDERS)})"
         )
     return providers
+
+
+def parse_basic_auth(raw: str | None, name: str) -> str | None:
+    """`user:password` pairs separated by "," (as Flower splits them), both parts
+    non-empty; the message never repeats the value (it holds a password)."""
+    if not raw:
+        return None
+    for pair in raw.split(","):
+        user, sep, password = pair.partition(":")
+        if not (sep and user.strip() and password):
+            raise ConfigError(f"{name} must look like 'user:password' (several separated by ',')")
+    return raw
 
 
 def parse_rate_limit(raw: str, name: str) -> str:
@@ -212,6 +249,15 @@ class _Reader:
         if value is None:
             raise ConfigError(f"{name} must be true or false, got {raw!r}")
         return value
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        """One of `choices`; unset or empty is the first."""
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return choices[0]
+        if raw not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return raw
 
     def url(self, name: str, default: str, *, schemes: set[str]) -> str:
         raw = (self.env.get(name) or default).strip()

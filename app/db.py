@@ -20,6 +20,7 @@ section 1), which takes three things here:
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmake
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from app.instance import FILE_MODE, FOLDER_MODE, make_private
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -188,12 +191,23 @@ def build_engine(database_url: str, **options: Any) -> Engine:
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 10)
         return create_engine(url, **options)
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if url.database and url.database != ":memory:" and not url.query.get("uri"):
+        _private_sqlite_file(Path(url.database))
     engine = create_engine(url, **options)
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The database file holds password and token hashes: its owner's only (0600), a
+    file an older version made world-readable included. SQLite gives the `-wal` and
+    `-shm` files it creates the database file's mode, so the file is created here, empty
+    (SQLite takes an empty file as an empty database), before SQLite ever opens it."""
+    path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)  # new folders: 0700
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    for suffix in ("", "-wal", "-shm"):
+        make_private(path.with_name(path.name + suffix), FILE_MODE)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

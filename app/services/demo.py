@@ -6,6 +6,10 @@ pending rows come with working approve and cancel links (printed by the command:
 demo sends no email), finished rows with their per-item outcomes and the purchases in
 the ledger, and one failed row whose worker died after buying its first item: a retry
 of it buys only the second.
+
+Its users share one published password, admin included, and its links are live
+tokens, so the demo is seeded only where it harms nobody: `start_plan` decides, for
+`scripts/run` and `flask demo start`, and `seed` refuses under APP_ENV=production.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.domain import purchasing
+from app.domain.errors import DomainError
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import (
     CloudAccount,
@@ -28,7 +34,7 @@ from app.models import (
     PurchasePlan,
     User,
 )
-from app.services.identity import create_user, find_user_by_email
+from app.services.identity import create_user, find_user_by_email, principal_for
 from app.services.notifications import approval_recipient, issue_links
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (printed for demo logins)
@@ -40,6 +46,38 @@ DEMO_USERS = (
 )
 
 
+FIRST_ADMIN_HINT = "flask --app app users create EMAIL --admin"
+NEVER_IN_PRODUCTION = "the demo is never seeded under APP_ENV=production"
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """Whether a start brings the demo (seed, its logins, a mail sink printing links)."""
+
+    demo: bool
+    reason: str
+
+
+def start_plan(settings: Settings, *, asked: bool) -> StartPlan:
+    """The demo comes with the embedded default database, or when asked (`--demo`),
+    and never under APP_ENV=production, where asking for it is refused outright."""
+    if settings.is_production:
+        if asked:
+            raise DomainError(409, NEVER_IN_PRODUCTION)
+        return StartPlan(False, "APP_ENV is production")
+    if asked:
+        return StartPlan(True, "asked for with --demo")
+    if settings.uses_embedded_database:
+        return StartPlan(True, "the embedded default database")
+    return StartPlan(False, "DATABASE_URL is not the embedded default (--demo seeds it anyway)")
+
+
+def has_active_admin(session: Session) -> bool:
+    """Whether any active user holds the admin permission (through any group)."""
+    users = session.scalars(select(User).where(User.is_active.is_(True)))
+    return any(principal_for(user).is_admin for user in users)
+
+
 @dataclass(frozen=True)
 class SeedResult:
     logins: list[tuple[str, str]]
@@ -49,7 +87,10 @@ class SeedResult:
 
 
 def seed(session: Session, *, now: datetime, settings: Settings) -> SeedResult | None:
-    """Add the demo world, or return None if it is already there."""
+    """Add the demo world, or return None if it is already there. Refused (409) under
+    APP_ENV=production: its admin's password is published."""
+    if settings.is_production:
+        raise DomainError(409, NEVER_IN_PRODUCTION)
     if find_user_by_email(session, DEMO_USERS[0][0]) is not None:
         return None
     users = {
@@ -233,7 +274,7 @@ def _links(
     session: Session, row: PurchaseExecution, settings: Settings, *, now: datetime
 ) -> list[str]:
     """Approve and cancel links for a pending row, as its approval email would carry."""
-    recipient = approval_recipient(session, row) or DEMO_USERS[0][0]
+    recipient = approval_recipient(session, row, settings) or DEMO_USERS[0][0]
     issued = issue_links(session, row, recipient, settings=settings, now=now)
     session.flush()
     return [issued.links.approve, issued.links.cancel]

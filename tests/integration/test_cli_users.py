@@ -147,3 +147,154 @@ def test_demo_seed_prints_working_approval_links_and_records_what_was_bought(
     }
     ledger = set(db_session.scalars(select(ProviderPurchase.purchase_id)))
     assert bought and bought <= ledger
+
+
+SECRET = "correct horse battery staple"
+
+
+def groups_of(db_session, email):
+    user = db_session.scalar(select(User).where(User.email == email))
+    return None if user is None else sorted(group.name for group in user.groups)
+
+
+def test_users_create_admin_makes_the_first_admin(cli, db_session):
+    """The first admin of a deployment without the demo (scripts/run says so)."""
+    result = cli.invoke(
+        args=["users", "create", "root@example.com", "--admin", "--password-stdin"],
+        input=SECRET + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert groups_of(db_session, "root@example.com") == ["Administrators"]
+    assert SECRET not in result.output
+
+    both = cli.invoke(
+        args=["users", "create", "ops@example.com", "--admin", "--group", "Administrators"],
+        env={"NEW_USER_PASSWORD": SECRET},
+    )
+    assert both.exit_code == 0, both.output
+    assert groups_of(db_session, "ops@example.com") == ["Administrators"]
+
+
+def test_users_create_reads_new_user_password_and_never_prints_it(app, cli, db_session):
+    result = cli.invoke(
+        args=["users", "create", "env@example.com", "--group", "Purchasers"],
+        env={"NEW_USER_PASSWORD": SECRET},
+    )
+    assert result.exit_code == 0, result.output
+    assert SECRET not in result.output
+    assert groups_of(db_session, "env@example.com") == ["Purchasers"]
+    signed_in = app.test_client().post(
+        "/api/auth/login", json={"email": "env@example.com", "password": SECRET}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+
+    short = cli.invoke(
+        args=["users", "create", "short@example.com"], env={"NEW_USER_PASSWORD": "x7"}
+    )
+    assert short.exit_code == 1
+    assert "x7" not in short.output.replace("short@example.com", "")
+    assert groups_of(db_session, "short@example.com") is None
+
+
+@pytest.mark.parametrize(
+    ("stdin", "problem"),
+    [
+        (b"pass\x00word-long-enough\n", "password holds a control character (U+0000)"),
+        (b"pass\xffword-long-enough\n", "password is not valid Unicode"),
+    ],
+)
+def test_users_create_refuses_a_password_that_is_not_text_without_echoing_it(
+    cli, db_session, stdin, problem
+):
+    """A NUL reaches PostgreSQL as a 500-style crash, bytes that are not UTF-8 as a
+    decoder traceback; both are the one text rule's refusal, and say nothing of the
+    password itself."""
+    result = cli.invoke(
+        args=["users", "create", "nul@example.com", "--password-stdin"], input=stdin
+    )
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert problem in result.output
+    assert "word-long-enough" not in result.output
+    assert groups_of(db_session, "nul@example.com") is None
+
+
+@pytest.mark.parametrize("email", ["\udcff@example.com", "tab\x01@example.com"])
+def test_users_commands_refuse_an_email_that_is_not_text(cli, db_session, email):
+    """A lone surrogate (what a non-UTF-8 byte in argv becomes) reached the database."""
+    result = cli.invoke(args=["users", "create", email], env={"NEW_USER_PASSWORD": SECRET})
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "email " in result.output
+    deactivate = cli.invoke(args=["users", "deactivate", email])
+    assert deactivate.exit_code == 1
+    assert isinstance(deactivate.exception, SystemExit), deactivate.exception
+
+
+def test_users_create_prompts_twice_with_hidden_input_at_a_terminal(settings, committed_db):
+    """At a terminal, with neither --password-stdin nor NEW_USER_PASSWORD, the password
+    is typed twice and never echoed."""
+    transcript = run_at_terminal(
+        settings,
+        ["users", "create", "tty@example.com", "--admin"],
+        answers=[SECRET, SECRET],
+    )
+    assert "created user tty@example.com" in transcript, transcript
+    assert "Password:" in transcript and "Repeat for confirmation:" in transcript
+    assert SECRET not in transcript
+    assert groups_of(committed_db, "tty@example.com") == ["Administrators"]
+
+
+def run_at_terminal(settings, args, *, answers):
+    """`flask --app app ARGS` in a session of its own whose controlling terminal is a
+    pseudo-terminal (what getpass reads from), answering each prompt in turn; returns
+    everything the terminal showed."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import subprocess
+    import termios
+    import time
+
+    from tests.support.commands import BIN, REPO, product_env
+
+    env = product_env(settings)
+    env.pop("NEW_USER_PASSWORD", None)
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "flask"), "--app", "app", *args],
+        cwd=REPO,
+        env=env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(terminal)
+    shown = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the process ended and the terminal closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if pending and shown.endswith(b": "):  # a prompt, waiting
+                os.write(controller, pending.pop(0).encode() + b"\n")
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+    return shown.decode(errors="replace")

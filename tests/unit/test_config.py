@@ -88,3 +88,42 @@ def test_https_without_a_secret_key_refuses_to_start():
         Settings.from_env({"APP_BASE_URL": "https://finops.example.com"})
     settings = Settings.from_env({"APP_BASE_URL": "https://finops.example.com", "SECRET_KEY": "k"})
     assert settings.secret_key == "k"
+
+
+def test_app_env_is_development_unless_production():
+    assert Settings.from_env({}).app_env == "development"
+    assert not Settings.from_env({}).is_production
+    production = Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "k"})
+    assert production.is_production
+
+
+@pytest.mark.parametrize("value", ["prod", "Production", "staging", "test"])
+def test_app_env_refuses_anything_else_naming_the_variable(value):
+    with pytest.raises(ConfigError, match="APP_ENV must be one of development, production"):
+        Settings.from_env({"APP_ENV": value})
+
+
+def test_production_needs_a_secret_key():
+    """A key generated into one machine's instance folder signs nothing the other
+    machines of a deployment accept (and is lost with the machine)."""
+    with pytest.raises(ConfigError, match="SECRET_KEY must be set when APP_ENV is production"):
+        Settings.from_env({"APP_ENV": "production"})
+
+
+def test_the_embedded_default_database_is_told_apart(tmp_path):
+    assert Settings.from_env({}).uses_embedded_database
+    assert not Settings.from_env({"DATABASE_URL": "postgres://db/x"}).uses_embedded_database
+    elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
+    assert not Settings.from_env({"DATABASE_URL": elsewhere}).uses_embedded_database
+    own = Settings(database_url=default_sqlite_url(tmp_path), instance_dir=tmp_path)
+    assert own.uses_embedded_database
+
+
+def test_flower_basic_auth_is_read_and_checked_without_echoing_it():
+    assert Settings.from_env({}).flower_basic_auth is None
+    settings = Settings.from_env({"FLOWER_BASIC_AUTH": "ops:s3cret,ro:other"})
+    assert settings.flower_basic_auth == "ops:s3cret,ro:other"
+    for value in ["no-colon-s3cret", "ops:", ":s3cret", "ops:s3cret,broken-s3cret"]:
+        with pytest.raises(ConfigError, match="FLOWER_BASIC_AUTH must look like") as info:
+            Settings.from_env({"FLOWER_BASIC_AUTH": value})
+        assert "s3cret" not in str(info.value)
