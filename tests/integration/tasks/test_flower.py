@@ -1,11 +1,13 @@
-"""Flower, started as the Procfile starts it, sees the product's tasks under their
-stable names with their final states, through the task events the worker sends on its
-own (celeryconfig), and every task's arguments are ids only (SPEC section 6).
+"""Flower, started as the Procfile starts it, asks for HTTP basic authentication
+(flowerconfig.py), DNS rebinding included, sees the product's tasks under their stable
+names with their final states, through the task events the worker sends on its own
+(celeryconfig), and every task's arguments are ids only (SPEC section 6).
 """
 
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import os
 import socket
@@ -24,9 +26,10 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from app import background
-from app.config import Settings
+from app.config import INSTANCE_DIR, Settings
 from app.db import unit_of_work
 from app.domain.statuses import Status
+from app.instance import flower_credentials
 from tests.factories import make_account, make_execution, make_user, recommendation
 from tests.integration.tasks.flows import execution, failed_row, queue_retry, settled
 from tests.support.commands import start_flower, start_worker, stop_worker, wait_until
@@ -37,6 +40,7 @@ pytestmark = pytest.mark.worker
 RETRY_TASK = "purchases.retry_execution"
 EXECUTE_TASK = "purchases.execute"
 FINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED", "REJECTED"}
+CREDENTIALS = "ops:a-flower-test-password"
 Task = dict[str, Any]
 
 
@@ -63,9 +67,30 @@ def answers_ping(celery_app: Celery, worker: subprocess.Popen[str], node: str) -
     return bool(celery_app.control.ping(destination=[node], timeout=0.5))
 
 
+def flower_request(
+    port: int, path: str, credentials: str | None = CREDENTIALS, host: str | None = None
+) -> urllib.request.Request:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if credentials is not None:
+        token = base64.b64encode(credentials.encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    if host is not None:
+        request.add_unredirected_header("Host", host)
+    return request
+
+
+def flower_status(port: int, path: str, **kwargs: Any) -> tuple[int, bytes]:
+    """The status and body of GET `path`, errors included."""
+    try:
+        with urllib.request.urlopen(flower_request(port, path, **kwargs), timeout=5) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 def flower_get(port: int, path: str) -> Any:
-    """GET `path` from Flower's HTTP server and decode its JSON answer."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+    """GET `path` from Flower's HTTP server, signed in, and decode its JSON answer."""
+    with urllib.request.urlopen(flower_request(port, path), timeout=5) as response:  # noqa: S310
         return json.load(response)
 
 
@@ -135,9 +160,9 @@ def test_flower_shows_the_purchase_tasks_their_final_states_and_id_only_argument
         "SMTP_PORT": str(smtp_server.port),
         "FROM_EMAIL": settings.from_email,
     }
-    # Flower 2 serves its API only with auth configured or this; and it must not turn
-    # task events on itself: the worker (no -E) sends them because celeryconfig says so.
-    flower_env = {"FLOWER_UNAUTHENTICATED_API": "true", "FLOWER_ENABLE_EVENTS": "false"}
+    # Flower must not turn task events on itself: the worker (no -E) sends them
+    # because celeryconfig says so.
+    flower_env = {"FLOWER_BASIC_AUTH": CREDENTIALS, "FLOWER_ENABLE_EVENTS": "false"}
     port = free_port()
 
     with running(start_worker(settings, "flower", **worker_env), "worker") as worker:
@@ -184,3 +209,40 @@ def test_flower_shows_the_purchase_tasks_their_final_states_and_id_only_argument
             assert {RETRY_TASK, EXECUTE_TASK} <= {task["name"] for task in ran.values()}
             for task in ran.values():
                 arguments(task)
+
+
+@pytest.mark.parametrize("source", ["FLOWER_BASIC_AUTH", "generated"])
+def test_flower_asks_for_credentials_whatever_the_host_header(
+    settings: Settings, redis_db: redis.Redis, source: str
+) -> None:
+    """Before: every page and the task list answered anyone on the machine, and a web
+    page reached Flower by DNS rebinding (a foreign Host header, no credentials).
+    Without FLOWER_BASIC_AUTH the credentials are generated into the checkout's
+    instance folder, as `scripts/run` prints them. FLOWER_UNAUTHENTICATED_API opens
+    nothing once authentication is on."""
+    env = {"FLOWER_UNAUTHENTICATED_API": "true"}
+    if source == "FLOWER_BASIC_AUTH":
+        env["FLOWER_BASIC_AUTH"] = credentials = CREDENTIALS
+    else:
+        [credentials] = flower_credentials(Settings.from_env({}))
+        assert (INSTANCE_DIR / "flower_credentials").stat().st_mode & 0o777 == 0o600
+    port = free_port()
+    with running(start_flower(settings, port, **env), "Flower") as flower:
+
+        def answers() -> bool:
+            alive(flower, "Flower")
+            try:
+                return flower_status(port, "/healthcheck")[0] == 200
+            except (urllib.error.URLError, ConnectionError):
+                return False
+
+        wait_until(answers, what=f"Flower on port {port}")
+        rebinding = f"attacker.example:{port}"
+        user = credentials.partition(":")[0]
+        for path in ("/", "/tasks", "/api/tasks", "/workers?json=1", "/api/workers"):
+            assert flower_status(port, path, credentials=None)[0] == 401, path
+            assert flower_status(port, path, credentials=f"{user}:wrong")[0] == 401, path
+            assert flower_status(port, path, credentials=f"{user}:")[0] == 401, path
+            status, body = flower_status(port, path, credentials=None, host=rebinding)
+            assert status == 401 and b"task" not in body.lower(), path
+            assert flower_status(port, path, credentials=credentials)[0] == 200, path
