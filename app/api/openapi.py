@@ -40,6 +40,7 @@ _REASONS = {
     403: "Not allowed",
     404: "Unknown id",
     409: "Refused by the rules; details say why",
+    413: "The body is too large",
     415: "The body is not JSON",
     429: "Too many tries from this client address",
 }
@@ -175,6 +176,10 @@ def _operation_object(path: str, method: str, described: Operation, refs: Refs) 
     ]
     if described.query is not None:
         parameters += _query_parameters(described.query)
+    # The request door refuses hostile input (control characters anywhere, a body too
+    # large or too deep) before any route runs, so every operation may answer it.
+    door = {400: ErrorBody, 413: ErrorBody} if method != "get" else {400: ErrorBody}
+    responses = {**door, **described.responses}
     answer: dict[str, Any] = {
         "summary": described.summary,
         "operationId": f"{method}_{path}",
@@ -182,7 +187,7 @@ def _operation_object(path: str, method: str, described: Operation, refs: Refs) 
         "parameters": parameters,
         "responses": {
             str(status): _response(status, model, refs)
-            for status, model in sorted(described.responses.items())
+            for status, model in sorted(responses.items())
         },
     }
     if described.body is not None:
