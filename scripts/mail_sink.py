@@ -1,6 +1,8 @@
 """A local SMTP server for `scripts/run`: accepts every message and prints it (headers
 and text part, so the approve and cancel links are right there in the log). Started
-only when no mail server is configured (neither SMTP_HOST nor FROM_EMAIL is set).
+only for the demo (the embedded default, or `scripts/run --demo`, never under
+APP_ENV=production) when no mail server is configured (neither SMTP_HOST nor
+FROM_EMAIL): anywhere else a printed link is a live approval in a terminal's scrollback.
 
     python scripts/mail_sink.py PORT
 """
@@ -16,7 +18,7 @@ from aiosmtpd.controller import Controller
 
 
 class PrintingHandler:
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+    async def handle_DATA(self, server, session, envelope):
         message = message_from_bytes(envelope.original_content, policy=default)
         body = message.get_body(("plain",))
         text = body.get_content() if body is not None else "(no text part)"
