@@ -229,6 +229,9 @@ class PurchaseHistoryView(
                 f"Retry of {retry_request.execution_id} queued (request {retry_request.id})",
                 "success",
             )
+            warning = retry.approver_warning(retry_request, principal_for(current_user))
+            if warning is not None:
+                flash(warning, "warning")
         return self._back()
 
     @expose("/approve/<path:execution_id>", methods=("POST",))

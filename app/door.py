@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response
 
 from app.domain.errors import DomainError
 from app.domain.inputs import text_problem
-from app.http import render_domain_error
+from app.http import is_api_request, render_domain_error
 
 # Deeper than any body this API takes (a bulk filter is two levels), shallow enough
 # that no later walk over a body can come near Python's recursion limit.
@@ -68,6 +68,10 @@ def _check_request() -> None:
         if request.mimetype in _FORM_TYPES:
             _check_form()
         elif request.is_json:
+            if not is_api_request() and request.get_data(cache=True):
+                # Flask-WTF builds a page's form from any JSON body, and a body that is
+                # not an object of strings breaks it (a 500): pages take forms only.
+                raise DomainError(415, "this page takes a form, not a JSON body")
             _check_json()
     except RequestEntityTooLarge:
         # A body sent without a length, or a form over its memory or part limits.

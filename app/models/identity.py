@@ -89,11 +89,14 @@ class User(Base):
 
 
 class LoginAttempts(Base):
-    """Failed sign-ins of one email, known or not, so both lock out alike (one store).
+    """Failed sign-ins, for an email known or not, so both lock out alike (one store).
 
-    Keyed by the SHA-256 of the normalized email: an address nobody has an account for
-    is not kept in clear. The rule that reads and moves these fields is
-    `app.domain.lockout`.
+    Two counts per email, each under a SHA-256 key (an address nobody has an account for
+    is not kept in clear, nor a client's address): one per (email, client address),
+    which locks the email from that address only, and one per email across addresses,
+    which locks out only browsers without that email's device cookie. The column keeps
+    its historic name `email_key`. The rule that reads and moves these fields is
+    `app.domain.lockout`; the keys are made in `app.services.identity`.
     """
 
     __tablename__ = "login_attempts"

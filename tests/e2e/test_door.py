@@ -121,6 +121,15 @@ def test_a_file_in_the_login_forms_email_field_is_400(client, alice):
     assert_page_refusal(response, 400, "is a file")
 
 
+@pytest.mark.parametrize("body", ["false", "[[]]", '{"email": ["a"]}', "3"])
+@pytest.mark.parametrize("url", ["/login", "/admin/purchases/retry/x", "/purchases/approve/x"])
+def test_a_page_takes_a_form_never_a_json_body(client, alice, url, body):
+    """(Before: Flask-WTF built the login form from the JSON body, and `false` or
+    `[[]]` raised TypeError or ValueError: a 500 before sign-in.)"""
+    response = client.post(url, data=body, content_type="application/json")
+    assert_page_refusal(response, 415, "this page takes a form, not a JSON body")
+
+
 def test_a_file_part_on_the_api_is_400_in_json(client):
     response = client.post(
         "/api/auth/login",
