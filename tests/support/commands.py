@@ -74,9 +74,9 @@ def start_worker(settings: Settings, name: str, **extra_env: str) -> subprocess.
 def start_flower(settings: Settings, port: int, **extra_env: str) -> subprocess.Popen[str]:
     """`celery -A tasks flower` as the Procfile starts it, on 127.0.0.1:`port`.
 
-    Flower 2 answers its HTTP API with 401 unless authentication is configured or its
-    environment has `FLOWER_UNAUTHENTICATED_API=true`; Flower options (`FLOWER_*`) go
-    in `extra_env`. Stop it with `stop_worker`.
+    Flower asks for the credentials `flowerconfig.py` gives it (`FLOWER_BASIC_AUTH`, or
+    the pair generated into the instance folder); Flower options (`FLOWER_*`) go in
+    `extra_env`. Stop it with `stop_worker`.
     """
     return start_celery(settings, "flower", "--address=127.0.0.1", f"--port={port}", **extra_env)
 
