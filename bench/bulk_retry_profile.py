@@ -224,7 +224,7 @@ def run_in_process(
     from app.domain.bulk_retry import BulkSelection
     from app.mail import send_message
     from app.models import User
-    from app.services import approval_email, bulk_retry, notifications, retry
+    from app.services import approval_email, approvals, bulk_retry, notifications, retry
     from app.services.identity import principal_for
     from tasks.notifications import RECORD_SENT_EVERY
 
@@ -286,7 +286,13 @@ def run_in_process(
             with step("settle"):
                 with unit_of_work() as session:
                     bulk_retry.settle_chunk(
-                        session, batch_id, number, policy=policy, grace=grace, now=utcnow()
+                        session,
+                        batch_id,
+                        number,
+                        policy=policy,
+                        approvals=approvals.current_policy(),
+                        grace=grace,
+                        now=utcnow(),
                     )
                     created = bulk_retry.chunk_successors(session, batch_id, number)
                     committing = commit_mark("settle")

@@ -49,6 +49,7 @@ def retry_execution(task: Task, request_id: str) -> dict[str, Any] | None:
             session,
             uuid.UUID(request_id),
             policy=retry.current_policy(),
+            approvals=approvals.current_policy(),
             grace=timedelta(days=settings.grace_period_days),
             now=utcnow(),
         )
@@ -80,6 +81,7 @@ def retry_batch_chunk(task: Task, batch_id: str, chunk: int) -> int:
         batch_id=batch,
         chunk=chunk,
         policy=retry.current_policy(),
+        approvals=approvals.current_policy(),
         grace=timedelta(days=settings.grace_period_days),
     )
     try:

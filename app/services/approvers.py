@@ -10,6 +10,7 @@ than the person who would click it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,12 +32,16 @@ class _Pending(DecidableRow, Protocol):
 
 
 class Approvers:
-    """The users who may approve any row (approve-any holders and admins), loaded once
-    for all the executions of one claim (a bulk retry's chunk asks for hundreds)."""
+    """The people the rule reads, each loaded once for all the executions of one unit
+    of work (a bulk retry's chunk asks for hundreds, mostly about the same few people):
+    the users who may approve any row (approve-any holders and admins), each contact
+    address's user and each creator."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
         self._any: list[Principal] | None = None
+        self._contacts: dict[str, Recipient | None] = {}
+        self._creators: dict[uuid.UUID, Principal | None] = {}
 
     def of_any_row(self) -> list[Principal]:
         if self._any is None:
@@ -51,30 +56,41 @@ class Approvers:
     def recipients(self, execution: _Pending, policy: ApprovalPolicy) -> list[Recipient]:
         """Who the approval email of `execution` goes to; empty when nobody may approve."""
         account = execution.cloud_account
-        contact = None
-        if account is not None and account.contact_email:
-            contact_user = find_user_by_email(self._session, account.contact_email)
-            if contact_user is None:
-                contact = Recipient(account.contact_email)
-            elif contact_user.is_active:
-                contact = Recipient(contact_user.email, principal_for(contact_user))
-        creator_user = (
-            load_active_user(self._session, execution.created_by_user_id)
-            if execution.created_by_user_id is not None
-            else None
-        )
+        creator_id = execution.created_by_user_id
         return approval_recipients(
             execution,
-            contact=contact,
-            creator=principal_for(creator_user) if creator_user is not None else None,
+            contact=self._contact(account.contact_email) if account is not None else None,
+            creator=self._creator(creator_id) if creator_id is not None else None,
             approvers=self.of_any_row(),
             policy=policy,
         )
 
+    def _contact(self, address: str | None) -> Recipient | None:
+        """The contact as a recipient: the address alone when it is no user's, the
+        user when active, and nobody when it is a deactivated user's."""
+        if not address:
+            return None
+        if address not in self._contacts:
+            user = find_user_by_email(self._session, address)
+            if user is None:
+                self._contacts[address] = Recipient(address)
+            elif user.is_active:
+                self._contacts[address] = Recipient(user.email, principal_for(user))
+            else:
+                self._contacts[address] = None
+        return self._contacts[address]
+
+    def _creator(self, user_id: uuid.UUID) -> Principal | None:
+        if user_id not in self._creators:
+            user = load_active_user(self._session, user_id)
+            self._creators[user_id] = principal_for(user) if user is not None else None
+        return self._creators[user_id]
+
 
 @dataclass(frozen=True)
 class _Successor:
-    """A retry's successor before it exists: pending, the lineage's creator, the retrier."""
+    """A retry's successor as the rule reads it: pending, the lineage's creator, the
+    retrier, and the predecessor's account."""
 
     status: str
     created_by_user_id: uuid.UUID | None
@@ -82,13 +98,26 @@ class _Successor:
     cloud_account: CloudAccount | None
 
 
-def successor_has_approver(
-    session: Session, execution: PurchaseExecution, retrier: Principal, policy: ApprovalPolicy
-) -> bool:
-    """Would anyone be allowed to approve a retry of `execution` by `retrier`? When not,
-    the successor fails as soon as its approval email is due (`NO_APPROVER`), and the
-    panel says so when it queues the retry."""
-    successor = _Successor(
-        Status.PENDING.value, execution.created_by_user_id, retrier.user_id, execution.cloud_account
+def unapprovable_successors(
+    session: Session,
+    predecessors: Sequence[PurchaseExecution],
+    retrier: Principal,
+    policy: ApprovalPolicy,
+) -> set[uuid.UUID]:
+    """The predecessors whose successor, retried by `retrier`, nobody may approve: it
+    fails at once (`NO_APPROVER`) instead of waiting for an email nobody can act on."""
+    approvers = Approvers(session)
+    return {
+        predecessor.execution_id
+        for predecessor in predecessors
+        if not approvers.recipients(_successor_of(predecessor, retrier), policy)
+    }
+
+
+def _successor_of(predecessor: PurchaseExecution, retrier: Principal) -> _Successor:
+    return _Successor(
+        Status.PENDING.value,
+        predecessor.created_by_user_id,
+        retrier.user_id,
+        predecessor.cloud_account,
     )
-    return bool(Approvers(session).recipients(successor, policy))

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app import background
 from app.db import new_uuid, unit_of_work, utcnow
+from app.domain.approvals import ApprovalPolicy
 from app.domain.bulk_retry import (
     CHUNK_SIZE,
     MAX_BATCH_ROWS,
@@ -184,6 +185,7 @@ def settle_chunk(
     chunk: int,
     *,
     policy: RetryPolicy,
+    approvals: ApprovalPolicy,
     grace: timedelta,
     now: datetime,
     positions: Collection[int] | None = None,
@@ -219,7 +221,7 @@ def settle_chunk(
     checked = check_rows(session, principal, inactive, claimed, policy, force=batch.force)
     accepted = checked.accepted
     created = successors.create_successors(
-        session, list(accepted.values()), principal, grace=grace, now=now
+        session, list(accepted.values()), principal, grace=grace, approvals=approvals, now=now
     )
     lost = [position for position, row in accepted.items() if row.execution_id not in created]
     if lost:  # another retry linked these rows first: refuse as the single retry would

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app import background, get_settings
 from app.config import Settings
 from app.db import db, new_uuid, unit_of_work
-from app.domain.approvals import NO_APPROVER
+from app.domain.approvals import NO_APPROVER, ApprovalPolicy
 from app.domain.errors import DomainError
 from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy, retry_refusal
@@ -28,7 +28,7 @@ from app.models import AuditEvent, PurchaseExecution, RetryRequest
 from app.providers import ProviderRegistry, current_registry
 from app.services import audit, successors
 from app.services.approvals import current_policy as approvals_policy
-from app.services.approvers import successor_has_approver
+from app.services.approvers import unapprovable_successors
 from app.services.executions import find_execution
 from app.services.identity import load_active_user, principal_for
 
@@ -124,7 +124,13 @@ def enqueue_retry(request: RetryRequest) -> None:
 
 
 def settle_request(
-    session: Session, request_id: uuid.UUID, *, policy: RetryPolicy, grace: timedelta, now: datetime
+    session: Session,
+    request_id: uuid.UUID,
+    *,
+    policy: RetryPolicy,
+    approvals: ApprovalPolicy,
+    grace: timedelta,
+    now: datetime,
 ) -> RetryRequest | None:
     """The worker's half: claim the request, re-check, and write or refuse.
 
@@ -149,7 +155,7 @@ def settle_request(
         refusal = retry_refusal(principal, execution, policy, force=request.force)
     if refusal is None:
         created = successors.create_successors(
-            session, [execution], principal, grace=grace, now=now
+            session, [execution], principal, grace=grace, approvals=approvals, now=now
         )
         if execution.execution_id in created:
             successor_id = created[execution.execution_id]
@@ -287,8 +293,7 @@ def approver_warning(request: RetryRequest, retrier: Principal) -> str | None:
     will fail at once with `NO_APPROVER` and the ops hint that goes with it."""
     session = db.session()
     execution = find_execution(session, request.execution_id)
-    policy = approvals_policy()
-    if successor_has_approver(session, execution, retrier, policy):
+    if not unapprovable_successors(session, [execution], retrier, approvals_policy()):
         return None
     return (
         f"Nobody may approve the retry of {execution.execution_id}: it will fail "

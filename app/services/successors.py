@@ -5,6 +5,9 @@
 2. point the failed predecessor at it, only if nobody did so first;
 3. insert the successor's suppressions.
 
+A successor nobody may approve (`app.services.approvers`) fails at once in the same
+transaction, with `no approver for this account`; the others owe their approval email.
+
 Together with them, in the same transaction, the successor's approval email is recorded
 as owed (the outbox): it is sent after the commit, never before.
 
@@ -25,11 +28,13 @@ from sqlalchemy import case, delete, insert, literal, update
 from sqlalchemy.orm import Session
 
 from app.db import CanonicalUUID, new_uuid
+from app.domain.approvals import NO_APPROVER, ApprovalPolicy
 from app.domain.rbac import Principal
 from app.domain.retry import fresh_recommendations, suppression_counts
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, PurchaseSuppression
-from app.services import notifications
+from app.services import notifications, transitions
+from app.services.approvers import unapprovable_successors
 
 
 def create_successors(
@@ -38,6 +43,7 @@ def create_successors(
     principal: Principal,
     *,
     grace: timedelta,
+    approvals: ApprovalPolicy,
     now: datetime,
 ) -> dict[uuid.UUID, uuid.UUID]:
     """The three writes for each predecessor; returns predecessor id → successor id
@@ -57,8 +63,36 @@ def create_successors(
         )
     created = [row for row in rows if row["retry_of"] in linked]
     insert_suppressions(session, created, expires_at=now + grace)
-    notifications.owe_approval_emails(session, [row["execution_id"] for row in created], now=now)
+    unapprovable = unapprovable_successors(
+        session,
+        [predecessor for predecessor in predecessors if predecessor.execution_id in linked],
+        principal,
+        approvals,
+    )
+    fail_unapprovable(session, [successor_of[p] for p in unapprovable], now=now)
+    notifications.owe_approval_emails(
+        session,
+        [row["execution_id"] for row in created if row["retry_of"] not in unapprovable],
+        now=now,
+    )
     return {predecessor: successor_of[predecessor] for predecessor in linked}
+
+
+def fail_unapprovable(session: Session, successors: Sequence[uuid.UUID], *, now: datetime) -> None:
+    """A successor nobody may approve fails at once, in the retry's own transaction,
+    with `NO_APPROVER` and its ops hint, rather than wait for an email nobody could act
+    on (it gives its suppressions back, as any row leaving `pending` unapproved)."""
+    if successors:
+        transitions.move(
+            session,
+            PurchaseExecution.execution_id.in_(list(successors)),
+            sources={Status.PENDING},
+            target=Status.FAILED,
+            now=now,
+            action="execution.failed",
+            details={"error": NO_APPROVER},
+            values={"error": NO_APPROVER},
+        )
 
 
 def insert_successors(

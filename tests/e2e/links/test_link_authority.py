@@ -20,20 +20,21 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.domain.approvals import NO_APPROVER
+from app.domain.approvals import NO_APPROVER, ApprovalPolicy
 from app.domain.retry import RetryPolicy, persistent_hint
 from app.domain.statuses import Status
-from app.models import ApprovalToken, PurchaseExecution, User
+from app.models import ApprovalToken, Notification, PurchaseExecution, PurchaseSuppression, User
 from app.services import notifications, retry
 from app.services.identity import create_group, deactivate, principal_for
 from tests.e2e.helpers import sign_in
 from tests.factories import make_account, make_execution, make_user, recommendation
 
 POLICY = RetryPolicy(threshold=5)
+ANYONE = ApprovalPolicy()
 
 
 @pytest.fixture
@@ -49,6 +50,10 @@ def four_eyes(app: Flask, settings, monkeypatch):
     changed = settings.with_overrides(require_different_approver=True)
     monkeypatch.setitem(app.extensions, "settings", changed)
     return changed
+
+
+def four_eyes_policy(settings) -> ApprovalPolicy:
+    return ApprovalPolicy(require_different_approver=settings.require_different_approver)
 
 
 def retry_only_user(session: Session) -> User:
@@ -74,13 +79,20 @@ def failed_row(session: Session, creator: User | None, *, contact: str | None = 
     )
 
 
-def retried(session: Session, row: PurchaseExecution, retrier: User) -> PurchaseExecution:
+def retried(
+    session: Session, row: PurchaseExecution, retrier: User, approvals=ANYONE
+) -> PurchaseExecution:
     """The successor of `row`, retried by `retrier` through the retry service."""
     request = retry.request_retry(
         session, principal_for(retrier), str(row.execution_id), force=False, policy=POLICY
     )
     settled = retry.settle_request(
-        session, request.id, policy=POLICY, grace=timedelta(days=7), now=utcnow()
+        session,
+        request.id,
+        policy=POLICY,
+        approvals=approvals,
+        grace=timedelta(days=7),
+        now=utcnow(),
     )
     assert settled.state == "succeeded", settled.error
     successor = session.get(PurchaseExecution, settled.successor_execution_id)
@@ -136,13 +148,42 @@ def test_a_creator_who_may_not_approve_gets_no_email_the_approvers_do(db_session
 
 
 def test_when_nobody_may_approve_the_successor_fails_at_once_with_the_hint(db_session, outbox):
+    """In the retry's own transaction: no email is owed that nobody could act on."""
     creator = retry_only_user(db_session)
     successor = retried(db_session, failed_row(db_session, creator), creator)
+
+    failed = db_session.get(PurchaseExecution, successor.execution_id, populate_existing=True)
+    assert (failed.status, failed.error) == (Status.FAILED, NO_APPROVER)
+    assert "contact email" in persistent_hint(failed, POLICY)
+    assert (
+        db_session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.execution_id == successor.execution_id)
+        )
+        == 0
+    )
+    assert (
+        db_session.scalar(
+            select(func.count())
+            .select_from(PurchaseSuppression)
+            .where(PurchaseSuppression.execution_id == successor.execution_id)
+        )
+        == 0
+    )
+
+
+def test_when_the_last_approver_goes_before_the_email_the_row_fails_then(db_session, outbox):
+    """Recipients are chosen when the email is due: permissions change in between."""
+    creator = retry_only_user(db_session)
+    purchaser = make_user(db_session, "purchaser@example.com", groups=("Purchasers",))
+    successor = retried(db_session, failed_row(db_session, creator), creator)
+    deactivate(db_session, purchaser.email)
+    db_session.flush()
 
     assert email_to(db_session, successor, outbox) == []
     failed = db_session.get(PurchaseExecution, successor.execution_id, populate_existing=True)
     assert (failed.status, failed.error) == (Status.FAILED, NO_APPROVER)
-    assert "contact email" in persistent_hint(failed, POLICY)
 
 
 def test_a_contact_address_of_no_user_still_decides_by_its_token(db_session, outbox):
@@ -231,6 +272,7 @@ def test_retrying_a_row_nobody_created_does_not_make_the_retrier_its_approver(
     approve it, and the executor bought it.)"""
     create_group(db_session, "Retry any", ["retry-any:purchases"])
     retrier = make_user(db_session, "retrier@example.com", groups=("Retry any",))
+    make_user(db_session, "admin@example.com", groups=("Administrators",))
     successor = retried(db_session, failed_row(db_session, None), retrier)
     assert (successor.created_by_user_id, successor.retried_by_user_id) == (None, retrier.id)
 
@@ -250,7 +292,10 @@ def test_retrying_a_row_nobody_created_does_not_make_the_retrier_its_approver(
 def test_four_eyes_refuses_the_retrier_in_their_session(client, db_session, four_eyes):
     creator = make_user(db_session, "creator@example.com")
     purchaser = make_user(db_session, "purchaser@example.com", groups=("Purchasers",))
-    successor = retried(db_session, failed_row(db_session, creator), purchaser)
+    make_user(db_session, "other@example.com", groups=("Purchasers",))
+    successor = retried(
+        db_session, failed_row(db_session, creator), purchaser, four_eyes_policy(four_eyes)
+    )
 
     csrf = sign_in(client, purchaser)
     response = client.post(

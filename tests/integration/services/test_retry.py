@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import unit_of_work, utcnow
+from app.domain.approvals import ApprovalPolicy
 from app.domain.errors import DomainError
 from app.domain.retry import RetryPolicy
 from app.domain.statuses import Status
@@ -25,6 +26,7 @@ from tests.factories import make_account, make_execution, make_plan, make_user, 
 
 POLICY = RetryPolicy(threshold=5)
 GRACE = timedelta(days=7)
+APPROVALS = ApprovalPolicy()
 
 
 def failed_purchase(session, creator, **fields):
@@ -58,7 +60,7 @@ def actions(session, execution_id=None) -> list[str]:
 
 def settle(session, request, now=None):
     return retry.settle_request(
-        session, request.id, policy=POLICY, grace=GRACE, now=now or utcnow()
+        session, request.id, policy=POLICY, approvals=APPROVALS, grace=GRACE, now=now or utcnow()
     )
 
 

@@ -18,7 +18,7 @@ from app.domain.bulk_retry import CHUNK_SIZE
 from app.domain.errors import DomainError
 from app.domain.statuses import Status
 from app.models import AuditEvent, Notification, PurchaseExecution, PurchaseSuppression
-from app.services import bulk_retry, retry, successors
+from app.services import approvals, bulk_retry, retry, successors
 from app.services.identity import principal_for
 from tests.conftest import drain
 from tests.factories import make_account, make_execution, make_user, recommendation
@@ -250,6 +250,7 @@ def test_the_worker_checks_each_row_again_as_it_is_then(committed_db, redis_db):
             batch.id,
             0,
             policy=retry.current_policy(),
+            approvals=approvals.current_policy(),
             grace=timedelta(days=7),
             now=utcnow(),
         )
