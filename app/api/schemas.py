@@ -316,6 +316,7 @@ class ExecutionItem(BaseModel):
     retry_attempt_n: int
     created_by_user_id: str | None
     created_by_email: str | None
+    retried_by_user_id: str | None = Field(description="who asked for this retry, if one")
     cloud_account_id: str | None
     plan_id: str | None
     step_number: int | None

@@ -323,6 +323,7 @@ def as_item(
         "retry_attempt_n": execution.retry_attempt_n,
         "created_by_user_id": _str_or_none(execution.created_by_user_id),
         "created_by_email": creator_email,
+        "retried_by_user_id": _str_or_none(execution.retried_by_user_id),
         "cloud_account_id": _str_or_none(execution.cloud_account_id),
         "plan_id": _str_or_none(execution.plan_id),
         "step_number": execution.step_number,
