@@ -109,6 +109,7 @@ class PurchaseHistoryView(
         "created_at",
         "updated_at",
         "created_by_user_id",
+        "retried_by_user_id",
         "cloud_account_id",
         "plan_id",
         "step_number",
@@ -136,6 +137,7 @@ class PurchaseHistoryView(
         "cloud_account_id": "Account",
         "plan_id": "Plan / step",
         "created_by_user_id": "Creator",
+        "retried_by_user_id": "Retried by",
         "total_upfront_cost": "Upfront",
         "estimated_savings": "Savings",
     }

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, literal_column, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.domain.purchasing import is_selected, item_outcome, item_provider
 from app.domain.recommendations import items_of, malformed_reason
@@ -86,11 +86,14 @@ class ExecutionDetails:
     account_provider: str | None
     plan_name: str | None
     creator_email: str | None
+    retrier_email: str | None
 
 
 def details_of(session: Session, execution: PurchaseExecution) -> ExecutionDetails:
     """Everything the details page of `execution` shows besides its own columns."""
-    account_name, account_provider, plan_name, creator_email = _names(session, execution)
+    account_name, account_provider, plan_name, creator_email, retrier_email = _names(
+        session, execution
+    )
     events, omitted = audit_events_of(session, execution.execution_id)
     return ExecutionDetails(
         chain=retry_chain(session, execution.execution_id),
@@ -102,6 +105,7 @@ def details_of(session: Session, execution: PurchaseExecution) -> ExecutionDetai
         account_provider=account_provider,
         plan_name=plan_name,
         creator_email=creator_email,
+        retrier_email=retrier_email,
     )
 
 
@@ -200,13 +204,18 @@ def _entry(event: AuditEvent) -> AuditEntry:
 
 
 def _names(session: Session, execution: PurchaseExecution) -> Sequence[str | None]:
-    """The account's name and provider, the plan's name and the creator's email."""
+    """The account's name and provider, the plan's name, the creator's and the
+    retrier's emails."""
+    retrier = aliased(User)
     found = session.execute(
-        select(CloudAccount.name, CloudAccount.provider, PurchasePlan.name, User.email)
+        select(
+            CloudAccount.name, CloudAccount.provider, PurchasePlan.name, User.email, retrier.email
+        )
         .select_from(PurchaseExecution)
         .outerjoin(CloudAccount, CloudAccount.id == PurchaseExecution.cloud_account_id)
         .outerjoin(PurchasePlan, PurchasePlan.id == PurchaseExecution.plan_id)
         .outerjoin(User, User.id == PurchaseExecution.created_by_user_id)
+        .outerjoin(retrier, retrier.id == PurchaseExecution.retried_by_user_id)
         .where(PurchaseExecution.execution_id == execution.execution_id)
     ).first()
-    return tuple(found) if found is not None else (None, None, None, None)
+    return tuple(found) if found is not None else (None, None, None, None, None)

@@ -142,6 +142,17 @@ def test_a_row_outside_any_retry_is_a_chain_of_one(client, db_session, alice):
     ]
 
 
+def test_a_successor_shows_its_creator_and_who_retried_it(client, db_session, alice, bob):
+    row = make_execution(
+        db_session, Status.PENDING, created_by=alice, retried_by_user_id=bob.id, retry_attempt_n=1
+    )
+    page_login(client, alice.email, PASSWORD)
+    page = client.get(details_url(row.execution_id)).text
+    assert "Retried by" in page
+    assert '<span data-retried-by-user>bob@example.com</span>' in page
+    assert "alice@example.com" in page
+
+
 def test_each_item_shows_its_outcome(client, db_session, alice):
     account = make_account(db_session, provider="azure")
     plan = make_plan(db_session)
