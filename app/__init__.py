@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 from flask import Flask, current_app
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import door, security_headers
 from app.background import celery_init_app
@@ -51,6 +52,9 @@ def create_app(
     app.extensions["settings"] = settings
     app.extensions["providers"] = providers or default_registry()
 
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     door.init_app(app)  # first: its hook runs before every other hook and view
     db.init_app(app, settings.database_url)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=settings.is_sqlite)

@@ -64,6 +64,10 @@ class Settings:
     # Refused sign-ins per client address, whatever the email, on the login page and
     # `POST /api/auth/login` together (SIGN_IN_RATE_LIMIT, the same notation).
     sign_in_rate_limit: str = DEFAULT_SIGN_IN_RATE_LIMIT
+    # Reverse proxies in front of the app (TRUSTED_PROXIES): their X-Forwarded-For,
+    # -Proto and -Host are believed, hop by hop, by werkzeug's ProxyFix. 0 believes none:
+    # a client could otherwise choose its own address and escape the per-address rules.
+    trusted_proxies: int = 0
     # APP_ENV: "production" never seeds the demo and needs SECRET_KEY.
     app_env: str = "development"
     # FLOWER_BASIC_AUTH, "user:password" (several separated by ","); None: Flower's
@@ -110,6 +114,7 @@ class Settings:
             sign_in_rate_limit=parse_rate_limit(
                 env.get("SIGN_IN_RATE_LIMIT") or DEFAULT_SIGN_IN_RATE_LIMIT, "SIGN_IN_RATE_LIMIT"
             ),
+            trusted_proxies=reader.integer("TRUSTED_PROXIES", 0, minimum=0, maximum=5),
             app_env=reader.choice("APP_ENV", APP_ENVS),
             flower_basic_auth=parse_basic_auth(env.get("FLOWER_BASIC_AUTH"), "FLOWER_BASIC_AUTH"),
         )

@@ -11,10 +11,10 @@ from flask_wtf.csrf import CSRFProtect
 login_manager = LoginManager()
 csrf = CSRFProtect()
 migrate = Migrate()
-# Only the approval links are limited (per client address, counted in the product's
-# Redis); should Redis be unreachable, each process counts in memory meanwhile.
+# The approval links and the sign-in doors are limited (per client address, counted
+# in the product's Redis); should Redis be unreachable, each process counts in memory.
 # Behind a proxy, the client address is what the proxy says only once the deployment
-# wraps the app in werkzeug's ProxyFix: see docs/operations.md.
+# sets TRUSTED_PROXIES (werkzeug's ProxyFix, in the factory): see docs/operations.md.
 limiter = Limiter(
     key_func=get_remote_address,
     strategy="moving-window",

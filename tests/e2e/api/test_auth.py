@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -10,6 +12,7 @@ from app.domain import lockout
 from app.services import identity
 from tests.e2e.helpers import api_login, page_login
 from tests.factories import PASSWORD, make_user
+from tests.support.commands import product_python
 
 
 def session_cookie(client):
@@ -276,3 +279,37 @@ def test_successful_sign_ins_do_not_use_up_the_budget(app, client, alice, sign_i
     office = client_at(app, "203.0.113.10")
     for _ in range(5):
         assert api_login(office, alice.email, PASSWORD).status_code == 200
+
+
+PROXY_PROBE = """
+import json
+from app import create_app
+app = create_app()
+answers = []
+for proxy, client_address in (("10.0.0.2", "203.0.113.9"),) * 3 + (("10.0.0.2", "198.51.100.4"),):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = proxy
+    response = client.post(
+        "/api/auth/login",
+        json={"email": "nobody@example.com", "password": "wrong password"},
+        headers={"X-Forwarded-For": client_address},
+    )
+    answers.append(response.status_code)
+print(json.dumps(answers))
+"""
+
+
+@pytest.mark.parametrize(
+    ("trusted", "expected"), [("1", [401, 401, 429, 401]), ("0", [401, 401, 429, 429])]
+)
+def test_behind_a_trusted_proxy_each_client_has_its_own_address(
+    settings, redis_db, trusted, expected
+):
+    """With TRUSTED_PROXIES=1 the proxy's X-Forwarded-For names the client, so the
+    per-address throttle stops one client and not the next; with none trusted, a
+    forwarded address is ignored (a client cannot choose its own)."""
+    result = product_python(
+        settings, PROXY_PROBE, TRUSTED_PROXIES=trusted, SIGN_IN_RATE_LIMIT="2 per minute"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == expected
