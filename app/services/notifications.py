@@ -487,16 +487,7 @@ def _give_up(session: Session, notification: Notification, reason: str, *, now: 
             details={"error": reason, "attempt": notification.attempts},
         )
         return
-    transitions.move(
-        session,
-        PurchaseExecution.execution_id == notification.execution_id,
-        sources={Status.PENDING},
-        target=Status.FAILED,
-        now=now,
-        action="execution.failed",
-        details={"error": reason},
-        values={"error": reason},
-    )
+    transitions.fail_pending(session, [notification.execution_id], reason, now=now)
 
 
 def _settle(

@@ -69,30 +69,15 @@ def create_successors(
         principal,
         approvals,
     )
-    fail_unapprovable(session, [successor_of[p] for p in unapprovable], now=now)
+    # Nobody may approve these: they fail at once rather than wait for an email nobody
+    # could act on.
+    transitions.fail_pending(session, [successor_of[p] for p in unapprovable], NO_APPROVER, now=now)
     notifications.owe_approval_emails(
         session,
         [row["execution_id"] for row in created if row["retry_of"] not in unapprovable],
         now=now,
     )
     return {predecessor: successor_of[predecessor] for predecessor in linked}
-
-
-def fail_unapprovable(session: Session, successors: Sequence[uuid.UUID], *, now: datetime) -> None:
-    """A successor nobody may approve fails at once, in the retry's own transaction,
-    with `NO_APPROVER` and its ops hint, rather than wait for an email nobody could act
-    on (it gives its suppressions back, as any row leaving `pending` unapproved)."""
-    if successors:
-        transitions.move(
-            session,
-            PurchaseExecution.execution_id.in_(list(successors)),
-            sources={Status.PENDING},
-            target=Status.FAILED,
-            now=now,
-            action="execution.failed",
-            details={"error": NO_APPROVER},
-            values={"error": NO_APPROVER},
-        )
 
 
 def insert_successors(

@@ -63,3 +63,24 @@ def move(
     for execution_id in moved:
         audit.record(session, action, actor=actor, execution_id=execution_id, details=details)
     return moved
+
+
+def fail_pending(
+    session: Session, execution_ids: Collection[uuid.UUID], reason: str, *, now: datetime
+) -> list[uuid.UUID]:
+    """Pending rows that can never be decided (their approval email cannot be sent,
+    nobody may approve them) fail with `reason` as their error; they give their
+    suppressions back, as any row leaving `pending` unapproved. Rows no longer pending
+    are left as they are."""
+    if not execution_ids:
+        return []
+    return move(
+        session,
+        PurchaseExecution.execution_id.in_(list(execution_ids)),
+        sources={Status.PENDING},
+        target=Status.FAILED,
+        now=now,
+        action="execution.failed",
+        details={"error": reason},
+        values={"error": reason},
+    )
