@@ -4,7 +4,8 @@ A cell is a short text: the statuses allowed (`200`, `302|404`), then what the r
 may do to the data: `done` (it must change something: the row moved, a request or batch
 was recorded), `kept` (the default: nothing but a refusal's audit event changes) or
 `any` (not checked). `login` means a redirect to the login page. Every 3xx answer's
-Location must be on the site. A route the table does not know fails the suite.
+Location must be on the site, and every answer carries the security headers. A route
+the table does not know fails the suite.
 """
 
 from __future__ import annotations
@@ -195,6 +196,28 @@ def cell_for(entry: dict, role: str, kind: str) -> str:
     return cell if isinstance(cell, str) else cell[kind]
 
 
+def unhardened(response, endpoint: str) -> list[str]:
+    """What the response lacks of the headers every answer carries: no framing, no
+    sniffing, no inline script, and nothing stored but static files."""
+    headers = response.headers
+    directives = {}
+    for part in headers.get("Content-Security-Policy", "").split(";"):
+        name, _, value = part.strip().partition(" ")
+        directives[name] = value
+    missing = []
+    if directives.get("frame-ancestors") != "'none'":
+        missing.append("CSP frame-ancestors 'none'")
+    if "script-src" not in directives or "'unsafe-inline'" in directives["script-src"]:
+        missing.append("a CSP script-src without 'unsafe-inline'")
+    if headers.get("X-Content-Type-Options") != "nosniff":
+        missing.append("nosniff")
+    if headers.get("X-Frame-Options") != "DENY":
+        missing.append("X-Frame-Options: DENY")
+    if not endpoint.endswith("static") and headers.get("Cache-Control") != "no-store":
+        missing.append("Cache-Control: no-store")
+    return [f"missing {what}" for what in missing]
+
+
 @pytest.mark.parametrize("view", VIEWS)
 def test_each_role_gets_the_expected_answer(app, world, view):
     wrong: list[str] = []
@@ -220,6 +243,7 @@ def test_each_role_gets_the_expected_answer(app, world, view):
                     problems.append("expected a redirect to /login")
                 if location and not location_is_on_site(location):
                     problems.append("Location leaves the site")
+                problems.extend(unhardened(response, endpoint))
                 if effect == "done" and not changed:
                     problems.append("expected it to act; nothing changed")
                 if effect == "kept" and changed:
