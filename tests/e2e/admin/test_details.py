@@ -149,7 +149,7 @@ def test_a_successor_shows_its_creator_and_who_retried_it(client, db_session, al
     page_login(client, alice.email, PASSWORD)
     page = client.get(details_url(row.execution_id)).text
     assert "Retried by" in page
-    assert '<span data-retried-by-user>bob@example.com</span>' in page
+    assert "<span data-retried-by-user>bob@example.com</span>" in page
     assert "alice@example.com" in page
 
 
