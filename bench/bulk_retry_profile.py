@@ -224,7 +224,7 @@ def run_in_process(
     from app.domain.bulk_retry import BulkSelection
     from app.mail import send_message
     from app.models import User
-    from app.services import approval_email, approvals, bulk_retry, notifications, retry
+    from app.services import approval_email, approvals, bulk_retry, deliveries, notifications, retry
     from app.services.identity import principal_for
     from tasks.notifications import RECORD_SENT_EVERY
 
@@ -304,7 +304,7 @@ def run_in_process(
                     )
                     committing = commit_mark("claim")
                 commit_done("claim", committing)
-            sent: list[notifications.OutgoingEmail] = []
+            sent: list[deliveries.OutgoingEmail] = []
             for email in emails:
                 with step("send"):
                     send_message(settings, email.message)
@@ -312,7 +312,7 @@ def run_in_process(
                 if len(sent) >= RECORD_SENT_EVERY or email is emails[-1]:
                     with step("record"):
                         with unit_of_work() as session:
-                            notifications.record_all_sent(session, sent, now=utcnow())
+                            deliveries.record_all_sent(session, sent, now=utcnow())
                             committing = commit_mark("record")
                         commit_done("record", committing)
                     sent = []

@@ -17,7 +17,7 @@ from app.config import Settings
 from app.db import unit_of_work, utcnow
 from app.domain.outbox import NotificationKind
 from app.mail import SendFailure, send_message
-from app.services import notifications
+from app.services import deliveries, notifications
 from tasks.transient import database_task
 
 SEND_APPROVAL_EMAIL = "notifications.send_approval_email"
@@ -39,12 +39,12 @@ class Claim(Protocol):
 
     def __call__(
         self, session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
-    ) -> list[notifications.OutgoingEmail]: ...
+    ) -> list[deliveries.OutgoingEmail]: ...
 
 
 def _claim_outcome_email(
     session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
-) -> list[notifications.OutgoingEmail]:
+) -> list[deliveries.OutgoingEmail]:
     email = notifications.claim_outcome_email(session, execution_id, settings=settings, now=now)
     return [email] if email is not None else []
 
@@ -78,7 +78,7 @@ def _send(task: Task, execution_id: str, claim: Claim) -> str:
         return "nothing to send"
     sent, failed = _deliver(settings, emails)
     with unit_of_work() as session:
-        wait = notifications.record_attempt(session, sent, failed, settings=settings, now=utcnow())
+        wait = deliveries.record_attempt(session, sent, failed, settings=settings, now=utcnow())
     if sent:
         return "sent"
     if wait is None:
@@ -87,10 +87,8 @@ def _send(task: Task, execution_id: str, claim: Claim) -> str:
 
 
 def _deliver(
-    settings: Settings, emails: Sequence[notifications.OutgoingEmail]
-) -> tuple[
-    list[notifications.OutgoingEmail], list[tuple[notifications.OutgoingEmail, SendFailure]]
-]:
+    settings: Settings, emails: Sequence[deliveries.OutgoingEmail]
+) -> tuple[list[deliveries.OutgoingEmail], list[tuple[deliveries.OutgoingEmail, SendFailure]]]:
     """Hand each message to the SMTP server: those it took, and those it refused."""
     sent, failed = [], []
     for email in emails:
@@ -117,13 +115,13 @@ def send_approval_emails(task: Task, *execution_ids: str) -> dict[str, int]:
         emails = notifications.claim_approval_emails(
             session, [uuid.UUID(id_) for id_ in execution_ids], settings=settings, now=utcnow()
         )
-    buffered: list[notifications.OutgoingEmail] = []
+    buffered: list[deliveries.OutgoingEmail] = []
     failed = 0
     for _, group in groupby(emails, key=lambda email: email.notification_id):
         sent, refused = _deliver(settings, list(group))
         if refused:
             with unit_of_work() as session:
-                wait = notifications.record_attempt(
+                wait = deliveries.record_attempt(
                     session, sent, refused, settings=settings, now=utcnow()
                 )
             if not sent:
@@ -141,7 +139,7 @@ def send_approval_emails(task: Task, *execution_ids: str) -> dict[str, int]:
     return {"claimed": len(emails), "failed": failed}
 
 
-def _record_sent(emails: list[notifications.OutgoingEmail]) -> None:
+def _record_sent(emails: list[deliveries.OutgoingEmail]) -> None:
     if emails:
         with unit_of_work() as session:
-            notifications.record_all_sent(session, emails, now=utcnow())
+            deliveries.record_all_sent(session, emails, now=utcnow())

@@ -39,7 +39,7 @@ from app.models import ApprovalToken, PurchaseExecution
 from app.services import audit, transitions
 from app.services.executions import find_execution
 from app.services.identity import find_user_by_email, principal_for
-from app.services.notifications import hash_token
+from app.services.link_tokens import hash_token
 
 EXECUTE_TASK = "purchases.execute"
 INVALID_LINK = "this link is not valid: use the latest approval email for this execution"

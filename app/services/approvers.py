@@ -17,6 +17,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from app.config import Settings
 from app.domain.approvals import ApprovalPolicy, DecidableRow, Recipient, approval_recipients
 from app.domain.rbac import Action, Principal, authorize
 from app.domain.statuses import Status
@@ -121,3 +122,13 @@ def _successor_of(predecessor: PurchaseExecution, retrier: Principal) -> _Succes
         retrier.user_id,
         predecessor.cloud_account,
     )
+
+
+def approval_recipient(
+    session: Session, execution: PurchaseExecution, settings: Settings
+) -> str | None:
+    """The first of those who may approve `execution` now (the demo's printed links go
+    where its email would), or None when nobody may."""
+    policy = ApprovalPolicy(require_different_approver=settings.require_different_approver)
+    recipients = Approvers(session).recipients(execution, policy)
+    return recipients[0].email if recipients else None

@@ -34,8 +34,9 @@ from app.models import (
     PurchasePlan,
     User,
 )
+from app.services.approvers import approval_recipient
 from app.services.identity import create_user, find_user_by_email, principal_for
-from app.services.notifications import approval_recipient, issue_links
+from app.services.link_tokens import issue_links
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (printed for demo logins)
 DEMO_USERS = (

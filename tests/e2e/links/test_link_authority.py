@@ -28,7 +28,7 @@ from app.domain.approvals import NO_APPROVER, ApprovalPolicy
 from app.domain.retry import RetryPolicy, persistent_hint
 from app.domain.statuses import Status
 from app.models import ApprovalToken, Notification, PurchaseExecution, PurchaseSuppression, User
-from app.services import notifications, retry
+from app.services import link_tokens, notifications, retry
 from app.services.identity import create_group, deactivate, principal_for
 from tests.e2e.helpers import sign_in
 from tests.factories import make_account, make_execution, make_user, recommendation
@@ -109,9 +109,7 @@ def email_to(session: Session, execution: PurchaseExecution, settings) -> list[s
 
 def link(session: Session, execution: PurchaseExecution, recipient: str, settings) -> dict:
     """Fresh approve and cancel links for `recipient`, as an approval email carries."""
-    issued = notifications.issue_links(
-        session, execution, recipient, settings=settings, now=utcnow()
-    )
+    issued = link_tokens.issue_links(session, execution, recipient, settings=settings, now=utcnow())
     session.flush()
     return {"approve": issued.links.approve, "cancel": issued.links.cancel}
 

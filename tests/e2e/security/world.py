@@ -27,7 +27,7 @@ from werkzeug.test import TestResponse
 from app.db import Base, utcnow
 from app.domain.statuses import Status
 from app.models import AuditEvent, Group, RetryBatch, RetryRequest, User
-from app.services.notifications import issue_links
+from app.services.link_tokens import issue_links
 from tests.e2e.helpers import csrf_from, sign_in
 from tests.factories import make_account, make_execution, make_suppression, make_user
 

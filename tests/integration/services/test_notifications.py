@@ -17,7 +17,7 @@ from app.domain.outbox import LOST_AFTER, SENDING_STALE_AFTER
 from app.domain.statuses import Status
 from app.mail import SendFailure, send_message
 from app.models import ApprovalToken, Notification, PurchaseExecution
-from app.services import maintenance, notifications
+from app.services import deliveries, maintenance, notifications
 from tests.factories import (
     link_opens,
     make_account,
@@ -76,7 +76,7 @@ def test_a_claimed_email_cannot_be_claimed_again_until_settled(db_session, outbo
         db_session, row.execution_id, settings=outbox, now=now + timedelta(minutes=1)
     )
     assert again == []
-    notifications.record_sent(db_session, first, now=now)
+    deliveries.record_sent(db_session, first, now=now)
     later = now + SENDING_STALE_AFTER + timedelta(minutes=1)
     assert (
         notifications.claim_approval_email(db_session, row.execution_id, settings=outbox, now=later)
@@ -98,7 +98,7 @@ def test_beat_leaves_an_email_in_backoff_alone_and_takes_a_lost_one(db_session, 
     )
     long_wait = outbox.with_overrides(email_retry_base_seconds=3600)
     failure = SendFailure("451 4.3.0 try again later", permanent=False)
-    wait = notifications.record_failure(db_session, email, failure, settings=long_wait, now=now)
+    wait = deliveries.record_failure(db_session, email, failure, settings=long_wait, now=now)
     assert wait == 600  # each wait is capped at 10 minutes
     during = now + timedelta(minutes=9)
     assert lost_approval_emails(db_session, now=during, after=timedelta(0)) == []
@@ -132,7 +132,7 @@ def test_a_copy_sent_twice_after_a_crash_has_links_that_work_in_both(db_session,
     )
     assert second.attempt == 2
     send_message(outbox, second.message)
-    notifications.record_sent(db_session, second, now=stale)
+    deliveries.record_sent(db_session, second, now=stale)
 
     assert len(mailbox.messages) == 2
     for envelope in mailbox.messages:

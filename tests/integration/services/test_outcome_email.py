@@ -13,7 +13,7 @@ from app.db import utcnow
 from app.domain.statuses import Status
 from app.mail import SendFailure
 from app.models import AuditEvent, Notification, PurchaseExecution, User
-from app.services import notifications
+from app.services import deliveries, notifications
 from tests.factories import make_account, make_execution, make_user, recommendation
 
 ENDS = {Status.COMPLETED, Status.PARTIALLY_COMPLETED, Status.FAILED}
@@ -142,7 +142,7 @@ def test_a_sent_outcome_email_settles_only_the_notification(db_session, outbox):
     before = snapshot(db_session, row)
     now = utcnow()
     email = claim(db_session, row, outbox, now=now)
-    notifications.record_sent(db_session, email, now=now)
+    deliveries.record_sent(db_session, email, now=now)
     notification = notification_of(db_session, row)
     assert (notification.state, notification.attempts) == ("sent", 1)
     assert snapshot(db_session, row) == before
@@ -159,7 +159,7 @@ def test_a_transient_failure_waits_then_the_last_attempt_fails_for_good(db_sessi
     now = utcnow()
 
     first = claim(db_session, row, settings, now=now)
-    wait = notifications.record_failure(db_session, first, failure, settings=settings, now=now)
+    wait = deliveries.record_failure(db_session, first, failure, settings=settings, now=now)
     assert wait == 10
     assert notification_of(db_session, row).state == "queued"
     backing_off = claim(db_session, row, settings, now=now + timedelta(seconds=9))
@@ -168,9 +168,7 @@ def test_a_transient_failure_waits_then_the_last_attempt_fails_for_good(db_sessi
     later = now + timedelta(seconds=10)
     second = claim(db_session, row, settings, now=later)
     assert second is not None and second.attempt == 2
-    gave_up = notifications.record_failure(
-        db_session, second, failure, settings=settings, now=later
-    )
+    gave_up = deliveries.record_failure(db_session, second, failure, settings=settings, now=later)
     assert gave_up is None
     notification = notification_of(db_session, row)
     reason = "send failed: 451 4.3.0 try again later"
@@ -187,9 +185,7 @@ def test_a_permanent_refusal_fails_it_at_once(db_session, outbox):
     now = utcnow()
     email = claim(db_session, row, outbox, now=now)
     refused = SendFailure("550 5.1.1 mailbox unavailable", permanent=True)
-    assert (
-        notifications.record_failure(db_session, email, refused, settings=outbox, now=now) is None
-    )
+    assert deliveries.record_failure(db_session, email, refused, settings=outbox, now=now) is None
     assert notification_of(db_session, row).error == "send failed: 550 5.1.1 mailbox unavailable"
     assert snapshot(db_session, row) == before
 
