@@ -29,7 +29,7 @@ from app.domain.errors import DomainError
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, RetryBatch
-from app.services import bulk_retry
+from app.services import bulk_retry, retry_batches
 from app.services.identity import principal_for
 
 RETRY_SELECTED_CONFIRM = (
@@ -119,7 +119,7 @@ def _ask(ids: list[str]) -> Response:
     except DomainError as refusal:
         flash(refusal_text(refusal), "error")
         return redirect(back_to_list())
-    body = bulk_retry.batch_as_dict(db.session(), batch)
+    body = retry_batches.batch_as_dict(db.session(), batch)
     flash(batch_summary(body), "success" if not body["rejected"] else "warning")
     return redirect(url_for("retry_batches.details", batch_id=batch.id))
 
@@ -159,7 +159,7 @@ def batch_summary(body: dict[str, Any]) -> Markup:
 
 
 def _details(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in bulk_retry.ITEM_FIELDS}
+    return {k: v for k, v in item.items() if k not in retry_batches.ITEM_FIELDS}
 
 
 class RetryBatchView(PermissionRequiredMixin, BaseView):
@@ -177,9 +177,9 @@ class RetryBatchView(PermissionRequiredMixin, BaseView):
     @expose("/<path:batch_id>")
     def details(self, batch_id: str) -> str:
         session = db.session()
-        batch: RetryBatch = bulk_retry.find_batch(session, principal_for(current_user), batch_id)
+        batch: RetryBatch = retry_batches.find_batch(session, principal_for(current_user), batch_id)
         return self.render(
             "panel/retry_batch.html",
-            batch=bulk_retry.batch_as_dict(session, batch),
+            batch=retry_batches.batch_as_dict(session, batch),
             status_url=url_for("api.retry_batch_state", batch_id=batch.id),
         )

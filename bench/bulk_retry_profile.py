@@ -224,7 +224,15 @@ def run_in_process(
     from app.domain.bulk_retry import BulkSelection
     from app.mail import send_message
     from app.models import User
-    from app.services import approval_email, approvals, bulk_retry, deliveries, notifications, retry
+    from app.services import (
+        approval_email,
+        approvals,
+        bulk_retry,
+        bulk_settle,
+        deliveries,
+        notifications,
+        retry,
+    )
     from app.services.identity import principal_for
     from tasks.notifications import RECORD_SENT_EVERY
 
@@ -285,7 +293,7 @@ def run_in_process(
             meter.find_backends()
             with step("settle"):
                 with unit_of_work() as session:
-                    bulk_retry.settle_chunk(
+                    bulk_settle.settle_chunk(
                         session,
                         batch_id,
                         number,
@@ -294,7 +302,7 @@ def run_in_process(
                         grace=grace,
                         now=utcnow(),
                     )
-                    created = bulk_retry.chunk_successors(session, batch_id, number)
+                    created = bulk_settle.chunk_successors(session, batch_id, number)
                     committing = commit_mark("settle")
                 commit_done("settle", committing)
             with step("claim"):

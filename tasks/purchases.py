@@ -22,7 +22,7 @@ from app.db import unit_of_work, utcnow
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
 from app.providers import current_registry
-from app.services import approvals, bulk_retry, executor, retry
+from app.services import approvals, bulk_retry, bulk_settle, executor, retry
 from tasks.notifications import SEND_APPROVAL_EMAIL, SEND_APPROVAL_EMAILS, SEND_OUTCOME_EMAIL
 from tasks.transient import database_task, is_transient_database_error
 
@@ -61,7 +61,7 @@ def retry_execution(task: Task, request_id: str) -> dict[str, Any] | None:
 
 def _fail_chunk(batch_id: str, chunk: int, *, reason: str) -> None:
     with unit_of_work() as session:
-        bulk_retry.fail_items(session, uuid.UUID(batch_id), chunk, reason, now=utcnow())
+        bulk_settle.fail_items(session, uuid.UUID(batch_id), chunk, reason, now=utcnow())
 
 
 @database_task(bulk_retry.CHUNK_TASK, give_up=_fail_chunk, ignore_result=True)
@@ -77,7 +77,7 @@ def retry_batch_chunk(task: Task, batch_id: str, chunk: int) -> int:
     settings = get_settings()
     batch = uuid.UUID(batch_id)
     settle = functools.partial(
-        bulk_retry.settle_chunk,
+        bulk_settle.settle_chunk,
         batch_id=batch,
         chunk=chunk,
         policy=retry.current_policy(),
@@ -87,7 +87,7 @@ def retry_batch_chunk(task: Task, batch_id: str, chunk: int) -> int:
     try:
         with unit_of_work() as session:
             settle(session, now=utcnow())
-            created = bulk_retry.chunk_successors(session, batch, chunk)
+            created = bulk_settle.chunk_successors(session, batch, chunk)
     except Exception as exc:
         if is_transient_database_error(exc):
             raise
@@ -102,7 +102,7 @@ def _settle_row_by_row(
     settle: Callable[..., list[uuid.UUID]], batch: uuid.UUID, chunk: int
 ) -> list[uuid.UUID]:
     with unit_of_work() as session:
-        positions = bulk_retry.queued_positions(session, batch, chunk)
+        positions = bulk_settle.queued_positions(session, batch, chunk)
     for position in positions:
         try:
             with unit_of_work() as session:
@@ -112,11 +112,11 @@ def _settle_row_by_row(
                 raise
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             with unit_of_work() as session:
-                bulk_retry.fail_items(
+                bulk_settle.fail_items(
                     session, batch, chunk, reason, now=utcnow(), positions=[position]
                 )
     with unit_of_work() as session:
-        return bulk_retry.chunk_successors(session, batch, chunk)
+        return bulk_settle.chunk_successors(session, batch, chunk)
 
 
 def _abandon(execution_id: str, *, reason: str) -> None:

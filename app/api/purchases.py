@@ -14,7 +14,7 @@ from app.db import db
 from app.domain.errors import DomainError
 from app.domain.rbac import Action, Principal, require
 from app.links import link_rate_limit, signed_in
-from app.services import approvals, bulk_retry, executions, retry, retry_requests
+from app.services import approvals, bulk_retry, executions, retry, retry_batches, retry_requests
 from app.services.history_export import csv_lines
 from app.services.identity import principal_for
 
@@ -75,8 +75,8 @@ def retry_batch_state(batch_id: str, query: s.BatchQuery) -> Response:
     """The batch's state and each row's outcome (`?items=false` leaves the rows out);
     only its requester (or an admin) may read it."""
     session = db.session()
-    batch = bulk_retry.find_batch(session, principal_for(current_user), batch_id)
-    return jsonify(bulk_retry.batch_as_dict(session, batch, with_items=query.items))
+    batch = retry_batches.find_batch(session, principal_for(current_user), batch_id)
+    return jsonify(retry_batches.batch_as_dict(session, batch, with_items=query.items))
 
 
 def _decide(execution_id: str, action: Action, body: s.DecisionBody | None) -> Response:

@@ -17,7 +17,7 @@ from app.domain.rbac import Action, Principal
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
 from app.models import RetryRequest
-from app.services import approvals, bulk_retry, executions, identity, retry
+from app.services import approvals, bulk_retry, executions, identity, retry, retry_batches
 
 executions_cli = AppGroup("executions", help="List, approve, cancel and retry purchase executions.")
 
@@ -121,7 +121,7 @@ def _retry_many(principal: Principal, ids: list[str], *, force: bool, wait: floa
     deadline = time.monotonic() + wait
     while True:
         with fresh_read() as session:
-            body = bulk_retry.batch_as_dict(session, batch)
+            body = retry_batches.batch_as_dict(session, batch)
         if body["state"] == BatchState.DONE or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
@@ -135,7 +135,7 @@ def _retry_many(principal: Principal, ids: list[str], *, force: bool, wait: floa
             line = (
                 f"{item['execution_id']}: {item['state']} ({item['status_code']}): {item['error']}"
             )
-            details = {k: v for k, v in item.items() if k not in bulk_retry.ITEM_FIELDS}
+            details = {k: v for k, v in item.items() if k not in retry_batches.ITEM_FIELDS}
             click.echo(describe_refusal(line, details))
     click.echo(
         f"{body['succeeded']} succeeded, {body['rejected']} rejected, {body['failed']} failed"

@@ -18,7 +18,7 @@ from app.domain.bulk_retry import CHUNK_SIZE
 from app.domain.errors import DomainError
 from app.domain.statuses import Status
 from app.models import AuditEvent, Notification, PurchaseExecution, PurchaseSuppression
-from app.services import approvals, bulk_retry, retry, successors
+from app.services import approvals, bulk_retry, bulk_settle, retry, retry_batches, successors
 from app.services.identity import principal_for
 from tests.conftest import drain
 from tests.factories import make_account, make_execution, make_user, recommendation
@@ -37,8 +37,8 @@ def ask(user, body):
 def done(batch_id, timeout=60):
     def load():
         with unit_of_work() as session:
-            batch = bulk_retry.find_batch(session, _admin(session), str(batch_id))
-            body = bulk_retry.batch_as_dict(session, batch)
+            batch = retry_batches.find_batch(session, _admin(session), str(batch_id))
+            body = retry_batches.batch_as_dict(session, batch)
         return body if body["state"] == "done" else None
 
     return wait_until(load, timeout=timeout, what=f"batch {batch_id} to finish")
@@ -245,7 +245,7 @@ def test_the_worker_checks_each_row_again_as_it_is_then(committed_db, redis_db):
         ).execution_id
         session.merge(rows[1]).created_by_user_id = make_user(session).id
     with unit_of_work() as session:
-        created = bulk_retry.settle_chunk(
+        created = bulk_settle.settle_chunk(
             session,
             batch.id,
             0,
@@ -312,8 +312,8 @@ def test_a_chunk_redelivered_after_its_worker_was_killed_mid_way_writes_and_send
 
 def done_or_none(batch_id):
     with unit_of_work() as session:
-        batch = bulk_retry.find_batch(session, _admin(session), str(batch_id))
-        body = bulk_retry.batch_as_dict(session, batch)
+        batch = retry_batches.find_batch(session, _admin(session), str(batch_id))
+        body = retry_batches.batch_as_dict(session, batch)
     return body if body["state"] != "queued" else None
 
 

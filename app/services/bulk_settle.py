@@ -1,0 +1,293 @@
+"""Bulk retry (SPEC section 3), settled: one chunk of a batch per task.
+
+`settle_chunk`: claim the chunk's queued items with a conditional UPDATE, so a
+redelivered chunk writes nothing twice; check every row with the single retry's rules
+(`retry_refusal`, against fresh rows and the requester's permissions now); make the
+three writes for the accepted rows in set-based statements
+(`successors.create_successors`); record each item's own outcome and its audit event.
+
+A row's refusal is that item's outcome and touches no other. Should the chunk's
+transaction fail for any other reason, the task settles its rows one at a time
+(`positions`), so one bad row cannot hold back the rest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from app.domain.approvals import ApprovalPolicy
+from app.domain.errors import DomainError
+from app.domain.inputs import parse_uuid
+from app.domain.rbac import Principal
+from app.domain.retry import RequestState, RetryPolicy, retry_refusal
+from app.models import AuditEvent, PurchaseExecution, RetryBatch, RetryBatchItem
+from app.services import audit, retry, successors
+from app.services.executions import unknown_execution
+
+
+def settle_chunk(
+    session: Session,
+    batch_id: uuid.UUID,
+    chunk: int,
+    *,
+    policy: RetryPolicy,
+    approvals: ApprovalPolicy,
+    grace: timedelta,
+    now: datetime,
+    positions: Collection[int] | None = None,
+) -> list[uuid.UUID]:
+    """Settle the chunk's queued items (or only those at `positions`). Returns the
+    successors it created, whose approval emails are owed.
+
+    The claim is a conditional UPDATE in this transaction: a second delivery of the
+    chunk waits for this one and then finds nothing queued, or, if this one rolled
+    back, does the whole chunk itself.
+    """
+    claim = (
+        update(RetryBatchItem)
+        .where(
+            RetryBatchItem.batch_id == batch_id,
+            RetryBatchItem.chunk == chunk,
+            RetryBatchItem.state == RequestState.QUEUED.value,
+        )
+        .values(settled_at=now)
+        .returning(RetryBatchItem.position, RetryBatchItem.execution_id)
+        .execution_options(synchronize_session=False)
+    )
+    if positions is not None:
+        claim = claim.where(RetryBatchItem.position.in_(list(positions)))
+    claimed = session.execute(claim).all()
+    if not claimed:
+        return []
+    batch = session.get(RetryBatch, batch_id)
+    assert batch is not None  # its items cascade with it
+    principal, inactive = retry.requester_now(
+        session, batch.requested_by_user_id, batch.requested_by_email
+    )
+    checked = check_rows(session, principal, inactive, claimed, policy, force=batch.force)
+    accepted = checked.accepted
+    created = successors.create_successors(
+        session, list(accepted.values()), principal, grace=grace, approvals=approvals, now=now
+    )
+    lost = [position for position, row in accepted.items() if row.execution_id not in created]
+    if lost:  # another retry linked these rows first: refuse as the single retry would
+        fresh = load_rows(session, {accepted[position].execution_id for position in lost})
+        for position in lost:
+            row = fresh[accepted.pop(position).execution_id]
+            checked.refusals[position] = retry_refusal(
+                principal, row, policy, force=batch.force
+            ) or DomainError(409, "this execution has already been retried")
+    outcomes, events = item_outcomes(batch, principal, checked, created, now=now)
+    _write_outcomes(session, batch.id, chunk, outcomes)
+    audit.record_all(session, events)
+    return list(created.values())
+
+
+def _write_outcomes(
+    session: Session, batch_id: uuid.UUID, chunk: int, outcomes: list[dict[str, Any]]
+) -> None:
+    """The claimed items' outcomes, one executemany. The chunk is in the WHERE clause so
+    that whichever index PostgreSQL's generic plan picks for a batch it has no
+    statistics of yet, a row's UPDATE reads at most a chunk, never the whole batch
+    (measured: 0.74 ms a row at 5,000 rows by primary key alone)."""
+    items = RetryBatchItem.__table__
+    session.execute(
+        update(items)
+        .where(
+            items.c.batch_id == bindparam("item_batch_id", type_=items.c.batch_id.type),
+            items.c.chunk == bindparam("item_chunk"),
+            items.c.position == bindparam("item_position"),
+        )
+        .values(
+            state=bindparam("state"),
+            successor_execution_id=bindparam("successor_execution_id"),
+            status_code=bindparam("status_code"),
+            error=bindparam("error"),
+            details=bindparam("details"),
+            settled_at=bindparam("settled_at"),
+        ),
+        [
+            {
+                **{key: value for key, value in item.items() if key != "position"},
+                "item_batch_id": batch_id,
+                "item_chunk": chunk,
+                "item_position": item["position"],
+            }
+            for item in outcomes
+        ],
+    )
+
+
+@dataclass
+class Checked:
+    """The rows of a batch (by position) after the single retry's checks."""
+
+    parsed: dict[int, uuid.UUID] = field(default_factory=dict)
+    accepted: dict[int, PurchaseExecution] = field(default_factory=dict)
+    refusals: dict[int, DomainError] = field(default_factory=dict)
+
+
+def check_rows(
+    session: Session,
+    principal: Principal,
+    inactive: DomainError | None,
+    raw_ids: Iterable[tuple[int, str]],
+    policy: RetryPolicy,
+    *,
+    force: bool,
+) -> Checked:
+    """Each (position, id as given) through the single retry's checks, in its order:
+    400 malformed, 404 unknown, then `inactive` (the requester is gone: 403), then
+    `retry_refusal`. The rows are loaded in one query."""
+    checked = Checked()
+    for position, raw in raw_ids:
+        try:
+            checked.parsed[position] = parse_uuid(raw)
+        except DomainError as malformed:
+            checked.refusals[position] = malformed
+    rows = load_rows(session, set(checked.parsed.values()))
+    for position, execution_id in checked.parsed.items():
+        row = rows.get(execution_id)
+        if row is None:
+            checked.refusals[position] = unknown_execution(execution_id)
+            continue
+        refusal = inactive or retry_refusal(principal, row, policy, force=force)
+        if refusal is None:
+            checked.accepted[position] = row
+        else:
+            checked.refusals[position] = refusal
+    return checked
+
+
+def load_rows(session: Session, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, PurchaseExecution]:
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(PurchaseExecution)
+        .where(PurchaseExecution.execution_id.in_(list(ids)))
+        .execution_options(populate_existing=True)
+    )
+    return {row.execution_id: row for row in rows}
+
+
+def item_outcomes(
+    batch: RetryBatch,
+    principal: Principal,
+    checked: Checked,
+    created: Mapping[uuid.UUID, uuid.UUID],
+    *,
+    now: datetime,
+) -> tuple[list[dict[str, Any]], list[AuditEvent]]:
+    """Each settled item's outcome (rows `created` succeeded, refusals were rejected)
+    and the audit events that record them."""
+    batch_id = str(batch.id)
+    outcomes: list[dict[str, Any]] = []
+    events: list[AuditEvent] = []
+    for position, row in checked.accepted.items():
+        if row.execution_id not in created:
+            continue
+        successor_id = created[row.execution_id]
+        outcomes.append(_outcome(position, RequestState.SUCCEEDED, now, successor=successor_id))
+        events += retry.success_events(
+            principal, row, successor_id, force=batch.force, batch_id=batch_id
+        )
+    for position, refusal in checked.refusals.items():
+        outcomes.append(_outcome(position, RequestState.REJECTED, now, refusal=refusal))
+        known = refusal.status not in (400, 404)
+        events.append(
+            audit.event(
+                "retry.rejected",
+                actor=principal,
+                execution_id=checked.parsed[position] if known else None,
+                details=audit.refusal_details(refusal, force=batch.force, batch_id=batch_id),
+            )
+        )
+    return outcomes, events
+
+
+def _outcome(
+    position: int,
+    state: RequestState,
+    now: datetime,
+    *,
+    successor: uuid.UUID | None = None,
+    refusal: DomainError | None = None,
+) -> dict[str, Any]:
+    return {
+        "position": position,
+        "state": state.value,
+        "successor_execution_id": successor,
+        "status_code": refusal.status if refusal is not None else None,
+        "error": refusal.message if refusal is not None else None,
+        "details": dict(refusal.details) if refusal is not None else {},
+        "settled_at": now,
+    }
+
+
+def fail_items(
+    session: Session,
+    batch_id: uuid.UUID,
+    chunk: int,
+    reason: str,
+    *,
+    now: datetime,
+    positions: Collection[int] | None = None,
+) -> int:
+    """Mark the chunk's still-queued items (or those at `positions`) `failed` with
+    `reason`: an error in the worker, not a refusal. Returns how many."""
+    query = (
+        update(RetryBatchItem)
+        .where(
+            RetryBatchItem.batch_id == batch_id,
+            RetryBatchItem.chunk == chunk,
+            RetryBatchItem.state == RequestState.QUEUED.value,
+        )
+        .values(state=RequestState.FAILED.value, error=reason, settled_at=now)
+        .returning(RetryBatchItem.execution_id)
+        .execution_options(synchronize_session=False)
+    )
+    if positions is not None:
+        query = query.where(RetryBatchItem.position.in_(list(positions)))
+    failed = session.scalars(query).all()
+    if failed:
+        audit.record(
+            session,
+            "retry.failed",
+            details={"batch_id": str(batch_id), "reason": reason, "execution_ids": failed},
+        )
+    return len(failed)
+
+
+def queued_positions(session: Session, batch_id: uuid.UUID, chunk: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(RetryBatchItem.position)
+            .where(
+                RetryBatchItem.batch_id == batch_id,
+                RetryBatchItem.chunk == chunk,
+                RetryBatchItem.state == RequestState.QUEUED.value,
+            )
+            .order_by(RetryBatchItem.position)
+        )
+    )
+
+
+def chunk_successors(session: Session, batch_id: uuid.UUID, chunk: int) -> list[uuid.UUID]:
+    """The successors a chunk created: a redelivered chunk queues their emails again
+    (each is claimed once, so none goes out twice)."""
+    return list(
+        session.scalars(
+            select(RetryBatchItem.successor_execution_id).where(
+                RetryBatchItem.batch_id == batch_id,
+                RetryBatchItem.chunk == chunk,
+                RetryBatchItem.successor_execution_id.is_not(None),
+            )
+        )
+    )
