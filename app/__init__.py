@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 
 from dotenv import load_dotenv
-from flask import Flask, current_app
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import door, security_headers
@@ -57,7 +57,8 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     door.init_app(app)  # first: its hook runs before every other hook and view
     db.init_app(app, settings.database_url)
-    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=settings.is_sqlite)
+    # Flask-Migrate reads only `db.metadata`; its stubs name Flask-SQLAlchemy's class.
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=settings.is_sqlite)  # type: ignore[arg-type]
     csrf.init_app(app)
     limiter.init_app(app)
     security_headers.init_app(app, https=settings.app_base_url.startswith("https://"))
@@ -72,11 +73,6 @@ def create_app(
     cli.init_app(app)
     celery_init_app(app, settings)
     return app
-
-
-def get_settings() -> Settings:
-    """The settings of the app in the current context."""
-    return current_app.extensions["settings"]
 
 
 def instance_secret_key(instance_dir: Path) -> str:

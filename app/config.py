@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from flask import current_app
 from limits import parse_many
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -271,3 +272,8 @@ class _Reader:
             wanted = " or ".join(sorted(f"{s}://" for s in schemes))
             raise ConfigError(f"{name} must be a {wanted} URL, got {raw!r}")
         return raw
+
+
+def get_settings() -> Settings:
+    """The settings of the app in the current context."""
+    return current_app.extensions["settings"]
