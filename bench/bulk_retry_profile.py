@@ -219,7 +219,8 @@ def run_in_process(
 ) -> None:
     import smtplib
 
-    from app import create_app, get_settings
+    from app import create_app
+    from app.config import get_settings
     from app.db import db, unit_of_work, utcnow
     from app.domain.bulk_retry import BulkSelection
     from app.mail import send_message

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from celery import Task
 
-from app import background, get_settings
+from app import background
+from app.config import get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.outbox import UNOWED_AFTER
 from app.services import approvals, bulk_retry, maintenance, retry

@@ -15,7 +15,7 @@ from __future__ import annotations
 from flask_limiter import RouteLimit
 from werkzeug.wrappers import Response
 
-from app import get_settings
+from app.config import get_settings
 from app.extensions import limiter
 
 TOO_MANY = "Too many failed sign-ins from your address: wait a minute, then try again."

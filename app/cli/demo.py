@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from app import get_settings
 from app.cli.common import refusals_exit_nonzero
 from app.cli.users import PASSWORD_VARIABLE
+from app.config import get_settings
 from app.db import fresh_read, unit_of_work, utcnow
 from app.services import demo
 

@@ -22,8 +22,8 @@ from flask_login import current_user
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
-from app import get_settings
 from app.auth.session import safe_next_url
+from app.config import get_settings
 from app.db import db, utcnow
 from app.domain.errors import DomainError
 from app.domain.rbac import Action, Principal

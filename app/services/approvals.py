@@ -22,7 +22,8 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app import background, get_settings
+from app import background
+from app.config import get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.approvals import (
     DECISIONS,
