@@ -44,9 +44,16 @@ class CountingSmtp(ScriptedSmtp):
     def approved_ids(self) -> list[str | None]:
         """The execution id in each message's approve link (None if it has none)."""
         found: list[str | None] = []
+        for _subject, text in self.texts():
+            match = APPROVE_LINK.search(text)
+            found.append(match.group(1) if match else None)
+        return found
+
+    def texts(self) -> list[tuple[str, str]]:
+        """Each message's subject and plain-text body, in arrival order."""
+        found = []
         for envelope in self.messages:
             message = message_from_bytes(envelope.original_content, policy=default_policy)
             body = message.get_body(("plain",))
-            match = APPROVE_LINK.search(body.get_content() if body is not None else "")
-            found.append(match.group(1) if match else None)
+            found.append((str(message["Subject"]), body.get_content() if body is not None else ""))
         return found

@@ -1,6 +1,7 @@
 """The product as an operator runs it: its settings as environment, `flask db upgrade`,
-then `gunicorn` (the web app) and `celery -A tasks worker`, each in a session of its
-own and logging to a file, stopped (with whatever they forked) at the end.
+then `gunicorn` (the web app), `celery -A tasks worker` and, when asked, `celery -A
+tasks beat`, each in a session of its own and logging to a file, stopped (with whatever
+they forked) at the end.
 """
 
 from __future__ import annotations
@@ -192,14 +193,15 @@ def stop_process(proc: Proc, timeout: float = 30.0) -> None:
 
 @dataclass
 class Product:
-    """The running web app and workers, once they answer."""
+    """The running web app and workers (and beat, when asked for), once they answer."""
 
     web: Proc
     workers: list[Proc]
+    beat: Proc | None = None
 
     @property
     def procs(self) -> list[Proc]:
-        return [self.web, *self.workers]
+        return [self.web, *self.workers, *([self.beat] if self.beat is not None else [])]
 
     def check_alive(self, during: str) -> None:
         for proc in self.procs:
@@ -207,10 +209,14 @@ class Product:
 
     def groups(self, db_name: str) -> ProcessGroups:
         workers = set().union(*(worker.tree() for worker in self.workers))
-        return ProcessGroups({"gunicorn (web)": self.web.tree(), "celery worker": workers}, db_name)
+        groups = {"gunicorn (web)": self.web.tree(), "celery worker": workers}
+        if self.beat is not None:
+            groups["celery beat"] = self.beat.tree()
+        return ProcessGroups(groups, db_name)
 
     def stop(self) -> None:
-        """Workers first (warm shutdown), then the web app; goes on past a failure."""
+        """Beat first, then the workers (warm shutdown), then the web app; goes on past a
+        failure."""
         for proc in reversed(self.procs):
             try:
                 stop_process(proc)
@@ -220,10 +226,16 @@ class Product:
 
 @contextmanager
 def running_product(
-    args: argparse.Namespace, deployment: Deployment, *, tag: str, log_dir: Path
+    args: argparse.Namespace,
+    deployment: Deployment,
+    *,
+    tag: str,
+    log_dir: Path,
+    beat: bool = False,
 ) -> Iterator[Product]:
     """The web app and the workers as `add_arguments` chose, for the block: yielded once
-    the web app answers HTTP and every worker a ping, stopped afterwards."""
+    the web app answers HTTP and every worker a ping, stopped afterwards. With `beat`,
+    `celery -A tasks beat` too (the Procfile's, its schedule file in `log_dir`)."""
     env = deployment.env()
     web_argv = [
         str(BIN / "gunicorn"),
@@ -245,6 +257,13 @@ def running_product(
             ]
             product.workers.append(start_process(f"worker-{index}", worker_argv, env, log_dir))
             nodes.append(node.replace("%h", socket.gethostname()))
+        if beat:
+            beat_argv = [
+                str(BIN / "celery"),
+                *["-A", "tasks", "beat", "--loglevel=INFO", "--schedule"],
+                str(log_dir / "celerybeat-schedule"),
+            ]
+            product.beat = start_process("beat", beat_argv, env, log_dir)
         wait_for_http(deployment.web_port, product.web)
         for worker, node in zip(product.workers, nodes, strict=True):
             wait_for_worker(deployment.settings.redis_url, node, worker)
