@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask
 from flask.globals import app_ctx
@@ -40,6 +40,10 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from app.instance import FILE_MODE, FOLDER_MODE, make_private
+
+if TYPE_CHECKING:
+    from flask.ctx import AppContext
+    from werkzeug.local import LocalProxy
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -146,7 +150,8 @@ class Base(DeclarativeBase):
 
 
 def _app_context_id() -> int:
-    return id(app_ctx._get_current_object())
+    # `app_ctx` is a LocalProxy typed as the AppContext it stands for.
+    return id(cast("LocalProxy[AppContext]", app_ctx)._get_current_object())
 
 
 class Database:

@@ -19,6 +19,7 @@ def is_api_request() -> bool:
 def render_domain_error(error: DomainError) -> Response:
     """A refusal with its status: the JSON body `{error, ...details}` on the API, a page
     elsewhere (a panel URL with a bad id or page number, say)."""
+    response: Response
     if is_api_request():
         response = jsonify(error.as_dict())
     else:

@@ -69,7 +69,10 @@ def init_app(app: Flask, *, https: bool) -> None:
 def csp_nonce() -> str:
     """This response's script nonce (what Talisman puts in the policy), for templates
     that render their own `<script nonce=...>` tags (Flask-Admin's)."""
-    return current_app.jinja_env.globals["csp_nonce"]()
+    make_nonce = current_app.jinja_env.globals["csp_nonce"]
+    if not callable(make_nonce):
+        raise RuntimeError("security headers are not set up on this app (init_app)")
+    return str(make_nonce())
 
 
 def _no_store(response: Response) -> Response:

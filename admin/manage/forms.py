@@ -51,6 +51,9 @@ class PermissionListField(TextAreaField):
     `groups create` applies; `data` holds them canonical, sorted, without repeats.
     """
 
+    # A list, where a TextAreaField holds one string (the widget renders `_value()`).
+    data: list[str] | None  # type: ignore[assignment]
+
     def _value(self) -> str:
         if self.raw_data:
             return self.raw_data[0]
@@ -115,7 +118,7 @@ class GroupForm(FlaskForm):
 
 class CloudAccountForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    provider = SelectField("Provider", choices=list(PROVIDERS))
+    provider = SelectField("Provider", choices=[(name, name) for name in PROVIDERS])
     external_id = StringField(
         "External id",
         validators=[DataRequired(), Length(max=200)],

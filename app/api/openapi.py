@@ -13,12 +13,12 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from apispec import APISpec
 from flask import current_app, jsonify, request
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.wrappers import Response
 
 from app.api import CSRF_HEADER, blueprint
@@ -30,7 +30,7 @@ CSRF = "csrf"
 _REF = "#/components/schemas/{model}"
 # A response that is a file, not JSON: its media type.
 Media = str
-Refs = dict[tuple[type[BaseModel], str], dict[str, Any]]
+Refs = dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]]
 
 _REASONS = {
     200: "OK",
@@ -152,15 +152,18 @@ def _described_routes() -> Iterable[tuple[str, str, Operation]]:
 def _component_schemas(routes: list[tuple[str, str, Operation]]) -> tuple[Refs, dict[str, Any]]:
     """Every model's schema, each under the name pydantic gives it (`X-Input` when a
     model reads differently in a request and an answer), and the `$ref` of each."""
-    models: dict[tuple[type[BaseModel], str], None] = {(ErrorBody, "serialization"): None}
+    models: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {
+        (ErrorBody, "serialization"): None
+    }
     for _path, _method, described in routes:
         if described.body is not None:
             models[(described.body, "validation")] = None
         for answer in described.responses.values():
             if isinstance(answer, type):
                 models[(answer, "serialization")] = None
-    refs, top = models_json_schema(list(models), ref_template=_REF)  # type: ignore[arg-type]
-    return dict(refs), top.get("$defs", {})
+    refs, top = models_json_schema(list(models), ref_template=_REF)
+    # Its keys are the pairs given, so every model is a BaseModel (no pydantic dataclass).
+    return cast(Refs, refs), top.get("$defs", {})
 
 
 def _operation_object(path: str, method: str, described: Operation, refs: Refs) -> dict[str, Any]:
@@ -199,7 +202,7 @@ def _operation_object(path: str, method: str, described: Operation, refs: Refs) 
     if described.auth == "none":
         answer["security"] = []
     else:
-        needed = {SESSION: [], CSRF: []} if writes else {SESSION: []}
+        needed: dict[str, list[str]] = {SESSION: [], CSRF: []} if writes else {SESSION: []}
         answer["security"] = [needed, {}] if described.auth == "session-or-token" else [needed]
     return answer
 

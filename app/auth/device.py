@@ -26,7 +26,10 @@ _SALT = "sign-in-device"
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt=_SALT)
+    secret = current_app.secret_key
+    if secret is None:
+        raise RuntimeError("SECRET_KEY is not set: sign-in device cookies cannot be signed")
+    return URLSafeTimedSerializer(secret, salt=_SALT)
 
 
 def _email_hash(email: str) -> str:

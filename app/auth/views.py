@@ -28,7 +28,7 @@ def _landing() -> str:
 
 @blueprint.route("/login", methods=["GET", "POST"])
 @sign_in_rate_limit()
-def login() -> str | Response:
+def login() -> str | Response | tuple[str, int]:
     next_url = safe_next_url(request.args.get("next"))
     if current_user.is_authenticated:
         return redirect(next_url or _landing())

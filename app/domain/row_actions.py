@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-from app.domain.approvals import ApprovalPolicy, decision_refusal
+from app.domain.approvals import ApprovalPolicy, DecidableRow, decision_refusal
 from app.domain.rbac import Action, Principal
 from app.domain.retry import RetryableRow, RetryPolicy, persistent_hint, retry_refusal
+
+
+class ActionRow(RetryableRow, DecidableRow, Protocol):
+    """What the cell reads: a row the retry rules and the decision rules both read (a
+    `PurchaseExecution` is one)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ DECISION_BUTTONS = (
 
 def action_cell(
     principal: Principal,
-    row: RetryableRow,
+    row: ActionRow,
     policy: RetryPolicy,
     *,
     retry_of: uuid.UUID | None = None,

@@ -27,8 +27,12 @@ class PurchaseFailed(Exception):
 
 
 class PurchaseProvider(Protocol):
-    name: str
-    idempotent: bool
+    # Read-only: a provider is asked what it is, never reconfigured through the registry
+    # (and a frozen dataclass, like the simulator, satisfies only a read-only member).
+    @property
+    def name(self) -> str: ...
+    @property
+    def idempotent(self) -> bool: ...
 
     def purchase(self, key: str, item: Mapping[str, Any]) -> str:
         """Buy `item` under `key`; the provider's purchase id, or `PurchaseFailed`."""

@@ -17,13 +17,18 @@ def compose(
     """The message. Text, then HTML: a client shows the last alternative it can, so
     every client shows one of them. The Message-ID carries the sender's domain, as
     spam filters expect; a non-ASCII subject is encoded, as headers require."""
+    sender = settings.from_email
+    if not sender:
+        # The callers give the email up (FROM_EMAIL_MISSING) before they render it.
+        raise ValueError("an email needs a sender: FROM_EMAIL is not set")
     # email.mime with the compat32 policy: EmailMessage's default policy parses and
     # refolds every header, which cost more CPU than the rest of the task.
     message = MIMEMultipart("alternative")
-    message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")
-    message["From"] = settings.from_email
+    # compat32 serializes a Header value itself; typeshed declares only str.
+    message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")  # type: ignore[assignment]
+    message["From"] = sender
     message["To"] = recipient
-    domain = (settings.from_email or "").rpartition("@")[2] or None
+    domain = sender.rpartition("@")[2] or None
     message["Message-ID"] = make_msgid(domain=domain)
     message.attach(MIMEText(text, "plain", "utf-8"))
     message.attach(MIMEText(html, "html", "utf-8"))
