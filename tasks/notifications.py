@@ -18,7 +18,7 @@ from app.db import unit_of_work, utcnow
 from app.domain.outbox import NotificationKind
 from app.mail import SendFailure, send_message
 from app.services import deliveries, notifications
-from tasks.transient import database_task
+from tasks.transient import ProductTask, database_task
 
 SEND_APPROVAL_EMAIL = "notifications.send_approval_email"
 SEND_APPROVAL_EMAILS = "notifications.send_approval_emails"
@@ -51,25 +51,27 @@ def _claim_outcome_email(
 
 # What happened is recorded on the notification (and an approval email's execution), so
 # the tasks keep no result; Flower still sees each run.
-@database_task(SEND_APPROVAL_EMAIL, max_retries=None, ignore_result=True)
-def send_approval_email(task: Task, execution_id: str) -> str:
+@database_task(SEND_APPROVAL_EMAIL, ignore_result=True)
+def send_approval_email(task: ProductTask, execution_id: str) -> str:
     """The approval email of a pending execution (SPEC section 4)."""
     return _send(task, execution_id, notifications.claim_approval_email)
 
 
-@database_task(SEND_OUTCOME_EMAIL, max_retries=None, ignore_result=True)
-def send_outcome_email(task: Task, execution_id: str) -> str:
+@database_task(SEND_OUTCOME_EMAIL, ignore_result=True)
+def send_outcome_email(task: ProductTask, execution_id: str) -> str:
     """The outcome email of an ended execution, to its creator (or the account contact)."""
     return _send(task, execution_id, _claim_outcome_email)
 
 
-def _send(task: Task, execution_id: str, claim: Claim) -> str:
+def _send(task: ProductTask, execution_id: str, claim: Claim) -> str:
     """Claim the email, send its messages with no transaction open, and record what
     happened.
 
     A transient SMTP failure is retried after EMAIL_RETRY_BASE_SECONDS, then twice
     that, and so on, EMAIL_MAX_RETRIES times; then the email fails for good with
-    `send failed: <reply>`, as it does at once on a permanent refusal.
+    `send failed: <reply>`, as it does at once on a permanent refusal. Those attempts
+    are counted on the notification, not by Celery: each comes as a fresh message
+    (`send_again`), so SMTP retries never spend the task's database budget.
     """
     settings = get_settings()
     with unit_of_work() as session:
@@ -83,7 +85,7 @@ def _send(task: Task, execution_id: str, claim: Claim) -> str:
         return "sent"
     if wait is None:
         return "failed"
-    raise task.retry(exc=failed[0][1], countdown=wait) from failed[0][1]
+    task.send_again([execution_id], countdown=wait, exc=failed[0][1])
 
 
 def _deliver(
