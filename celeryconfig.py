@@ -9,6 +9,14 @@ from __future__ import annotations
 from celery.schedules import crontab
 from kombu import Queue
 
+from app import task_names
+from app.domain.staleness import (
+    SWEEP_EVERY,
+    TASK_SOFT_TIME_LIMIT,
+    TASK_TIME_LIMIT,
+    VISIBILITY_TIMEOUT,
+)
+
 broker_connection_retry_on_startup = True
 
 task_serializer = "json"
@@ -23,16 +31,12 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 
-# Hard limit for one run, and the longest delay a task's retries wait in total. The
-# visibility timeout must exceed both together, or Redis redelivers a task (or an ETA
-# retry) that is still legitimately waiting.
-TASK_TIME_LIMIT_SECONDS = 300
-MAX_RETRY_DELAY_SECONDS = 30 * 60
-VISIBILITY_TIMEOUT_SECONDS = 2 * (TASK_TIME_LIMIT_SECONDS + MAX_RETRY_DELAY_SECONDS)
-task_time_limit = TASK_TIME_LIMIT_SECONDS
-task_soft_time_limit = TASK_TIME_LIMIT_SECONDS - 30
-broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
-result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+# Derived from the product's staleness thresholds (app.domain.staleness): the visibility
+# timeout outlasts the longest countdown and the longest run, and nothing waits on it.
+task_time_limit = TASK_TIME_LIMIT.total_seconds()
+task_soft_time_limit = TASK_SOFT_TIME_LIMIT.total_seconds()
+broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT.total_seconds()}
+result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT.total_seconds()}
 
 # Monitoring (Flower): task events on, started state tracked.
 worker_send_task_events = True
@@ -52,31 +56,21 @@ timezone = "UTC"
 enable_utc = True
 beat_schedule = {
     "expire-pending-executions": {
-        "task": "maintenance.expire_pending_executions",
+        "task": task_names.EXPIRE_PENDING,
         "schedule": crontab(minute="*/5"),
     },
     "reap-stuck-executions": {
-        "task": "maintenance.reap_stuck_executions",
+        "task": task_names.REAP_STUCK,
         "schedule": crontab(minute="*"),
     },
-    "requeue-unstarted-executions": {
-        "task": "maintenance.requeue_unstarted_executions",
-        "schedule": crontab(minute="*"),
-    },
-    "requeue-stalled-retry-requests": {
-        "task": "maintenance.requeue_stalled_retry_requests",
-        "schedule": crontab(minute="*/5"),
-    },
-    "requeue-stalled-retry-batches": {
-        "task": "maintenance.requeue_stalled_retry_batches",
-        "schedule": crontab(minute="*/5"),
-    },
-    "requeue-lost-approval-emails": {
-        "task": "maintenance.requeue_lost_approval_emails",
-        "schedule": crontab(minute="*"),
+    # Work whose worker died or whose message was lost, queued again within seconds.
+    "recover-lapsed-work": {
+        "task": task_names.RECOVER_LAPSED,
+        "schedule": SWEEP_EVERY.total_seconds(),
+        "options": {"expires": SWEEP_EVERY.total_seconds()},
     },
     "forget-old-sign-in-failures": {
-        "task": "maintenance.forget_old_sign_in_failures",
+        "task": task_names.FORGET_SIGN_IN_FAILURES,
         "schedule": crontab(minute="*/15"),
     },
 }

@@ -1,9 +1,11 @@
-"""Bulk retry in the panel (SPEC section 3's bulk path): "Retry selected", "Retry all N
-matching this filter", and the batch page that follows the worker.
+"""Bulk retry in the panel: "Retry selected", "Retry all N matching this filter", and
+the batch page that follows the worker.
 
-Both buttons call `bulk_retry.ask_for_bulk_retry`, the path the API and the CLI take:
-every row is checked on its own, refusals are known at once and reported in one flash,
-the rest are settled by the worker while the batch page shows their progress.
+Both buttons call `retry.ask_for_bulk_retry`, the path the API and the CLI take, with
+the body the API takes: the selected ids, or the list's filter and search as the
+history filter they add up to. Every row is checked on its own, refusals are known at
+once and reported in one flash, the rest are settled by the worker while the batch
+page shows their progress.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_admin.actions import action
-from flask_admin.contrib.sqla import ModelView
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from admin.history_filters import active_history_filter
 from admin.row_actions import refusal_text
 from admin.security import PermissionRequiredMixin
 from app.auth.session import safe_next_url
@@ -27,9 +28,8 @@ from app.db import db
 from app.domain.bulk_retry import MAX_BATCH_ROWS, bulk_refusal
 from app.domain.errors import DomainError
 from app.domain.retry import RequestState
-from app.domain.statuses import Status
-from app.models import PurchaseExecution, RetryBatch
-from app.services import bulk_retry, retry_batches
+from app.models import RetryBatch
+from app.services import retry, retry_batches
 from app.services.identity import principal_for
 
 RETRY_SELECTED_CONFIRM = (
@@ -44,7 +44,7 @@ class BulkRetryMixin:
     @action("retry", "Retry selected", RETRY_SELECTED_CONFIRM)
     def action_retry(self, ids: list[str]) -> Response:
         """Flask-Admin's bulk action (a POST with its CSRF-checked action form)."""
-        return _ask(ids)
+        return _ask({"execution_ids": ids})
 
     def is_action_allowed(self, name: str) -> bool:
         """Offer "Retry selected" only to users who may retry something."""
@@ -57,12 +57,29 @@ class BulkRetryMixin:
     def matching_failed(self) -> tuple[int, bool] | None:
         """How many failed rows the list's current filter or search matches (counted up
         to the most a batch holds: `(n, more)`), or None when the list is unfiltered
-        (retrying every failed row ever is not a button)."""
+        (retrying every failed row ever is not a button) or names another status."""
+        retry_body = self._retry_filter()
+        if retry_body is None:
+            return None
+        try:
+            filters = retry.retry_filter(retry_body)
+        except DomainError:
+            return None
+        found = retry.matching_count(db.session(), filters)
+        return min(found, MAX_BATCH_ROWS), found > MAX_BATCH_ROWS
+
+    def _retry_filter(self) -> dict[str, str] | None:
+        """The list's filters and search as the history filter the API takes, or None
+        when the list is unfiltered."""
         view_args = self._get_list_extra_args()  # type: ignore[attr-defined]
         if not (view_args.filters or view_args.search):
             return None
-        ids = _matching_failed_ids(self, view_args)
-        return min(len(ids), MAX_BATCH_ROWS), len(ids) > MAX_BATCH_ROWS
+        filters = view_args.filters or ()
+        return active_history_filter(
+            filters,
+            self._filters or (),  # type: ignore[attr-defined]
+            view_args.search,
+        ).as_args()
 
     @expose("/retry-matching", methods=("POST",))
     def retry_matching_view(self) -> Response:
@@ -78,44 +95,17 @@ class BulkRetryMixin:
         refusal = self.list_args_refusal()  # type: ignore[attr-defined]
         if refusal is not None:
             return self.refused_list(refusal)  # type: ignore[attr-defined,no-any-return]
-        view_args = self._get_list_extra_args()  # type: ignore[attr-defined]
-        if not (view_args.filters or view_args.search):
+        retry_body = self._retry_filter()
+        if retry_body is None:
             raise DomainError(400, "filter or search the list first")
-        ids = _matching_failed_ids(self, view_args)
-        if len(ids) > MAX_BATCH_ROWS:
-            flash(
-                f"The filter matches more than {MAX_BATCH_ROWS:,} failed executions: narrow it",
-                "error",
-            )
-            return redirect(request.full_path.replace("/retry-matching", "/", 1))
-        return _ask(ids)
+        return _ask({"filter": retry_body})
 
 
-def _matching_failed_ids(view: Any, view_args: Any) -> list[str]:
-    """The failed rows of the view's own filtered, searched query (the list's rules,
-    whatever they are), oldest first, one more than a batch may hold."""
-    # ModelView's own get_list: the view's override works out a page's action cells.
-    _count, query = ModelView.get_list(
-        view, 0, None, False, view_args.search, view_args.filters, execute=False, page_size=0
-    )
-    matching = query.with_entities(PurchaseExecution.execution_id).order_by(None)
-    found = db.session.scalars(
-        select(PurchaseExecution.execution_id)
-        .where(
-            PurchaseExecution.execution_id.in_(matching.scalar_subquery()),
-            PurchaseExecution.status == Status.FAILED.value,
-        )
-        .order_by(PurchaseExecution.created_at, PurchaseExecution.execution_id)
-        .limit(MAX_BATCH_ROWS + 1)
-    ).all()
-    return [str(execution_id) for execution_id in found]
-
-
-def _ask(ids: list[str]) -> Response:
-    """Record the batch and report it in one flash: a line per refused row, the count
-    queued, and a link to the batch page."""
+def _ask(body: dict[str, Any]) -> Response:
+    """Record the batch (the API's body: ids or a filter) and report it in one flash: a
+    line per refused row, the count queued, and a link to the batch page."""
     try:
-        batch = bulk_retry.ask_for_bulk_retry(principal_for(current_user), {"execution_ids": ids})
+        batch = retry.ask_for_bulk_retry(principal_for(current_user), body)
     except DomainError as refusal:
         flash(refusal_text(refusal), "error")
         return redirect(back_to_list())

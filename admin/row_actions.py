@@ -18,7 +18,7 @@ from app.domain.rbac import Principal
 from app.domain.retry import RetryPolicy
 from app.domain.row_actions import ActionCell, action_cell
 from app.models import PurchaseExecution
-from app.services import retry_requests
+from app.services import retry_batches
 from app.services.executions import predecessors_of
 
 
@@ -32,7 +32,7 @@ def cells_for_page(
     """The action cell of each row, keyed by execution id, as `principal` sees it."""
     ids = [row.execution_id for row in rows]
     predecessors = predecessors_of(session, ids)
-    queued = retry_requests.queued_requests_of(session, principal, ids)
+    queued = retry_batches.queued_for(session, principal, ids)
     return {
         row.execution_id: action_cell(
             principal,

@@ -228,7 +228,8 @@ class PurchaseHistoryView(
             flash(refusal_text(refusal), "error")
         else:
             flash(
-                f"Retry of {retry_request.execution_id} queued (request {retry_request.id})",
+                f"Retry of {retry_request.selection['execution_id']} queued "
+                f"(request {retry_request.id})",
                 "success",
             )
             warning = retry.approver_warning(retry_request, principal_for(current_user))

@@ -12,25 +12,17 @@ from typing import Protocol
 from celery import Task
 from sqlalchemy.orm import Session
 
-from app import background, get_settings
-from app.config import Settings
+from app import background
+from app.config import Settings, get_settings
 from app.db import unit_of_work, utcnow
-from app.domain.outbox import NotificationKind
 from app.mail import SendFailure, send_message
-from app.services import deliveries, notifications
+from app.services import deliveries, leases, notifications
+from app.task_names import SEND_APPROVAL_EMAIL, SEND_APPROVAL_EMAILS, SEND_OUTCOME_EMAIL
 from tasks.transient import ProductTask, database_task
 
-SEND_APPROVAL_EMAIL = "notifications.send_approval_email"
-SEND_APPROVAL_EMAILS = "notifications.send_approval_emails"
 # A chunk's emails are recorded as sent this many at a time: few transactions, and
 # little to send twice should the worker die between sending and recording.
 RECORD_SENT_EVERY = 50
-SEND_OUTCOME_EMAIL = "notifications.send_outcome_email"
-# The task that sends each kind of email (beat re-queues lost ones through it).
-TASK_OF_KIND = {
-    NotificationKind.APPROVAL: SEND_APPROVAL_EMAIL,
-    NotificationKind.OUTCOME: SEND_OUTCOME_EMAIL,
-}
 
 
 class Claim(Protocol):
@@ -38,14 +30,22 @@ class Claim(Protocol):
     (an approval email has one per recipient); sending and recording are one path."""
 
     def __call__(
-        self, session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
+        self,
+        session: Session,
+        execution_id: uuid.UUID,
+        *,
+        owner: str,
+        settings: Settings,
+        now: datetime,
     ) -> list[deliveries.OutgoingEmail]: ...
 
 
 def _claim_outcome_email(
-    session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
+    session: Session, execution_id: uuid.UUID, *, owner: str, settings: Settings, now: datetime
 ) -> list[deliveries.OutgoingEmail]:
-    email = notifications.claim_outcome_email(session, execution_id, settings=settings, now=now)
+    email = notifications.claim_outcome_email(
+        session, execution_id, owner=owner, settings=settings, now=now
+    )
     return [email] if email is not None else []
 
 
@@ -74,13 +74,19 @@ def _send(task: ProductTask, execution_id: str, claim: Claim) -> str:
     (`send_again`), so SMTP retries never spend the task's database budget.
     """
     settings = get_settings()
-    with unit_of_work() as session:
-        emails = claim(session, uuid.UUID(execution_id), settings=settings, now=utcnow())
-    if not emails:
-        return "nothing to send"
-    sent, failed = _deliver(settings, emails)
-    with unit_of_work() as session:
-        wait = deliveries.record_attempt(session, sent, failed, settings=settings, now=utcnow())
+    owner = task.request.id
+    with leases.holding(owner):
+        with unit_of_work() as session:
+            emails = claim(
+                session, uuid.UUID(execution_id), owner=owner, settings=settings, now=utcnow()
+            )
+        if not emails:
+            return "nothing to send"
+        sent, failed = _deliver(settings, emails)
+        with unit_of_work() as session:
+            wait = deliveries.record_attempt(
+                session, sent, failed, settings=settings, now=utcnow()
+            )
     if sent:
         return "sent"
     if wait is None:
@@ -113,9 +119,14 @@ def send_approval_emails(task: Task, *execution_ids: str) -> dict[str, int]:
     goes to `send_approval_email` after its backoff, alone.
     """
     settings = get_settings()
+    with leases.holding(task.request.id):
+        return _send_many(settings, task.request.id, [uuid.UUID(id_) for id_ in execution_ids])
+
+
+def _send_many(settings: Settings, owner: str, execution_ids: list[uuid.UUID]) -> dict[str, int]:
     with unit_of_work() as session:
         emails = notifications.claim_approval_emails(
-            session, [uuid.UUID(id_) for id_ in execution_ids], settings=settings, now=utcnow()
+            session, execution_ids, owner=owner, settings=settings, now=utcnow()
         )
     buffered: list[deliveries.OutgoingEmail] = []
     failed = 0

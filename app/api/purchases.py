@@ -14,7 +14,7 @@ from app.db import db
 from app.domain.errors import DomainError
 from app.domain.rbac import Action, Principal, require
 from app.links import link_rate_limit, signed_in
-from app.services import approvals, bulk_retry, executions, retry, retry_batches, retry_requests
+from app.services import approvals, executions, retry, retry_batches
 from app.services.history_export import csv_lines
 from app.services.identity import principal_for
 
@@ -58,7 +58,7 @@ def retry_execution(execution_id: str, query: s.RetryQuery) -> tuple[Response, i
 def bulk_retry_executions(body: s.BulkRetryBody) -> tuple[Response, int, dict[str, str]]:
     """Bulk retry: `{"execution_ids": [...]}` (at most 10,000) or `{"filter": {...}}`,
     and `"force"`; answer 202 with the batch, whose rows the worker settles."""
-    batch = bulk_retry.ask_for_bulk_retry(principal_for(current_user), body.as_request())
+    batch = retry.ask_for_bulk_retry(principal_for(current_user), body.as_request())
     status_url = url_for("api.retry_batch_state", batch_id=batch.id)
     body = {"batch_id": str(batch.id), "total": batch.total, "status_url": status_url}
     return jsonify(body), 202, {"Location": status_url}
@@ -125,8 +125,9 @@ def cancel_execution(execution_id: str, body: s.DecisionBody | None) -> Response
 def retry_request_state(request_id: str) -> Response:
     """The request's state; only its requester (or an admin) may read it, while they may
     view purchases."""
-    found = retry_requests.find_request(db.session(), principal_for(current_user), request_id)
-    return jsonify(retry_requests.request_as_dict(found))
+    session = db.session()
+    found = retry_batches.find_request(session, principal_for(current_user), request_id)
+    return jsonify(retry_batches.request_as_dict(session, found))
 
 
 @blueprint.get("/history")

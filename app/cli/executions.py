@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import click
 from flask.cli import AppGroup
@@ -16,8 +15,8 @@ from app.domain.inputs import clean_text
 from app.domain.rbac import Action, Principal
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
-from app.models import RetryRequest
-from app.services import approvals, bulk_retry, executions, identity, retry, retry_batches
+from app.models import RetryBatch
+from app.services import approvals, executions, identity, retry, retry_batches
 
 executions_cli = AppGroup("executions", help="List, approve, cancel and retry purchase executions.")
 
@@ -98,33 +97,32 @@ def retry_command(execution_ids: tuple[str, ...], email: str, force: bool, wait:
 def _retry_one(principal: Principal, execution_id: str, *, force: bool, wait: float) -> None:
     request = retry.ask_for_retry(principal, execution_id, force=force)
     click.echo(f"retry request {request.id} queued")
-    outcome = _wait_for_outcome(request.id, wait)
-    if outcome.state == RequestState.SUCCEEDED:
+    _wait_for(request, wait)
+    with fresh_read() as session:
+        outcome = retry_batches.request_as_dict(session, request)
+    if outcome["state"] == RequestState.SUCCEEDED:
         click.echo(
-            f"succeeded: new execution {outcome.successor_execution_id} "
-            f"(attempt {outcome.retry_attempt_n}), pending approval"
+            f"succeeded: new execution {outcome['execution_id']} "
+            f"(attempt {outcome['retry_attempt_n']}), pending approval"
         )
         return
-    if outcome.state == RequestState.QUEUED:
+    if outcome["state"] == RequestState.QUEUED:
         raise StillQueued(
             f"retry request {request.id} is still queued after {wait:g}s: "
             "is a worker running (celery -A tasks worker)?"
         )
-    verb = "rejected" if outcome.state == RequestState.REJECTED else "failed"
-    raise click.ClickException(describe_refusal(f"{verb}: {outcome.error}", outcome.details))
+    verb = "rejected" if outcome["state"] == RequestState.REJECTED else "failed"
+    details = {k: v for k, v in outcome.items() if k not in retry_batches.REQUEST_FIELDS}
+    raise click.ClickException(describe_refusal(f"{verb}: {outcome['error']}", details))
 
 
 def _retry_many(principal: Principal, ids: list[str], *, force: bool, wait: float) -> None:
     """A bulk retry: one line per row once the worker has settled them all."""
-    batch = bulk_retry.ask_for_bulk_retry(principal, {"execution_ids": ids, "force": force})
+    batch = retry.ask_for_bulk_retry(principal, {"execution_ids": ids, "force": force})
     click.echo(f"retry batch {batch.id} queued: {batch.total} executions")
-    deadline = time.monotonic() + wait
-    while True:
-        with fresh_read() as session:
-            body = retry_batches.batch_as_dict(session, batch)
-        if body["state"] == BatchState.DONE or time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
+    _wait_for(batch, wait)
+    with fresh_read() as session:
+        body = retry_batches.batch_as_dict(session, batch)
     for item in body["items"]:
         if item["state"] == RequestState.SUCCEEDED:
             click.echo(
@@ -150,14 +148,14 @@ def _retry_many(principal: Principal, ids: list[str], *, force: bool, wait: floa
         raise click.exceptions.Exit(1)
 
 
-def _wait_for_outcome(request_id: Any, wait: float) -> RetryRequest:
+def _wait_for(batch: RetryBatch, wait: float) -> None:
+    """Until the worker has settled every row of the retry, or `wait` seconds."""
     deadline = time.monotonic() + wait
-    while True:
+    while time.monotonic() < deadline:
         with fresh_read() as session:
-            request = session.get(RetryRequest, request_id, populate_existing=True)
-            assert request is not None
-        if request.state != RequestState.QUEUED or time.monotonic() >= deadline:
-            return request
+            body = retry_batches.batch_as_dict(session, batch, with_items=False)
+        if body["state"] == BatchState.DONE:
+            return
         time.sleep(0.2)
 
 

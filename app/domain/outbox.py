@@ -2,16 +2,16 @@
 email once an execution ends): each is settled once, sent or failed.
 
 Pure rules for the outbox in `app.services.notifications`: a notification is claimed by
-one task at a time, retried with backoff after a transient failure, and handed to
-another task only when its claim is stale (the worker died mid-send) or its task was
-lost (still queued well after it was due).
+one task at a time (under a lease, `app.services.leases`), retried with backoff after
+a transient failure, and handed to another task only when its lease lapsed (the worker
+died mid-send) or its task was lost (still queued well after it was due).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from enum import StrEnum
 
+from app.domain.staleness import MAX_RETRY_DELAY
 from app.domain.statuses import TRANSITIONS, Status
 
 
@@ -37,15 +37,7 @@ SENDABLE_WHILE: dict[NotificationKind, frozenset[Status]] = {
 
 SETTLED = frozenset({NotificationState.SENT, NotificationState.FAILED, NotificationState.SKIPPED})
 
-# A claim this old belongs to a worker that died mid-send (SMTP gives up after 30 s):
-# another task may take the notification over, and sends it again (at least once).
-SENDING_STALE_AFTER = timedelta(minutes=5)
-# A queued notification this long past due lost its task: beat queues another.
-LOST_AFTER = timedelta(minutes=2)
-# A pending row this old with no approval email on record (inserted by hand) gets one.
-UNOWED_AFTER = timedelta(minutes=1)
-
-MAX_WAIT_SECONDS = 600.0
+MAX_WAIT_SECONDS = MAX_RETRY_DELAY.total_seconds()
 
 
 def backoff_seconds(retries: int, *, base: float = 1.0, cap: float = MAX_WAIT_SECONDS) -> float:

@@ -7,7 +7,6 @@ from app.models.identity import Group, LoginAttempts, User, normalize_email
 from app.models.notifications import ApprovalToken, Notification
 from app.models.purchases import ProviderPurchase
 from app.models.retry_batches import RetryBatch, RetryBatchItem
-from app.models.retry_requests import RetryRequest
 
 __all__ = [
     "ApprovalToken",
@@ -22,7 +21,6 @@ __all__ = [
     "PurchaseSuppression",
     "RetryBatch",
     "RetryBatchItem",
-    "RetryRequest",
     "User",
     "normalize_email",
 ]

@@ -23,9 +23,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.db import UUID_GLOB, Base, CanonicalUUID, JSONDocument, UTCDateTime, new_uuid, utc_now
 from app.domain.statuses import Status, sql_in_list
 from app.models.accounts import CloudAccount
+from app.models.leases import Leased
 
 
-class PurchaseExecution(Base):
+class PurchaseExecution(Leased, Base):
     """One buy: it waits for approval, runs against the provider, and ends.
 
     Every column outside the SPEC's plain INSERT has a server default, so operators and

@@ -10,11 +10,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, CanonicalUUID, UTCDateTime, new_uuid, utc_now
 from app.domain.outbox import NotificationState
+from app.models.leases import Leased
 
 _STATES = ", ".join(f"'{state.value}'" for state in NotificationState)
 
 
-class Notification(Base):
+class Notification(Leased, Base):
     """An email the product owes about an execution, and how far it got.
 
     Written in the transaction that creates the need (a retry's successor), so it is

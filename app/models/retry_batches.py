@@ -1,4 +1,6 @@
-"""Bulk retries (SPEC section 3, "Bulk retry"): one batch, one item per row asked for."""
+"""Retries: one batch, one item per row asked for. A single retry is a batch of one
+(`kind` "single", whose id is the request id the API answers); a bulk retry names its
+rows by ids or by a history filter."""
 
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, CanonicalUUID, JSONDocument, UTCDateTime, new_uuid, utc_now
 from app.domain.retry import RequestState
+from app.models.leases import Leased
 
 _STATES = ", ".join(f"'{state.value}'" for state in RequestState)
 
 
 class RetryBatch(Base):
-    """Who asked to retry which rows at once (by ids or by a filter), and whether forced.
+    """Who asked to retry which rows (one, by ids, or by a filter), and whether forced.
 
     The batch's progress is not stored: it is counted from its items (its state, and
     when it finished: the last item's `settled_at`), so nothing can drift, however many
@@ -42,6 +45,8 @@ class RetryBatch(Base):
     )
     requested_by_email: Mapped[str] = mapped_column(String(320))
     force: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    # "single" (a retry request: one row, refused at once or queued) or "bulk".
+    kind: Mapped[str] = mapped_column(String(16), server_default="bulk", default="bulk")
     total: Mapped[int] = mapped_column(Integer)
     # What was asked: {"execution_ids": n} or {"filter": {...}}, for the trail and the page.
     selection: Mapped[dict[str, Any]] = mapped_column(
@@ -53,14 +58,14 @@ class RetryBatch(Base):
         return f"<RetryBatch {self.id} total={self.total}>"
 
 
-class RetryBatchItem(Base):
+class RetryBatchItem(Leased, Base):
     """One row of a batch and its own outcome, settled once: `queued`, then `succeeded`
     (with the successor), `rejected` (with the refusal's status, error and details, as
     the single retry would answer) or `failed` (an error in the worker, in `error`).
 
     `execution_id` is the id as it was given, kept as text: a malformed or unknown id
     gets its own 400 or 404 outcome, like any other refusal. Items are settled a chunk
-    at a time; `chunk` says which task settles the item.
+    at a time; `chunk` says which task settles the item, under a lease on its items.
     """
 
     __tablename__ = "retry_batch_items"

@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app import background
+from app import background, task_names
 from app.config import get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.approvals import (
@@ -42,7 +42,6 @@ from app.services.executions import find_execution
 from app.services.identity import find_user_by_email, principal_for
 from app.services.link_tokens import hash_token
 
-EXECUTE_TASK = "purchases.execute"
 INVALID_LINK = "this link is not valid: use the latest approval email for this execution"
 
 
@@ -230,8 +229,8 @@ def _after_commit(execution: PurchaseExecution) -> None:
 
 def enqueue_execution(execution_id: uuid.UUID) -> None:
     """Hand an approved execution to the executor (ids only). Should the broker be
-    unreachable, beat queues approved rows that have not started."""
-    background.enqueue(EXECUTE_TASK, [str(execution_id)])
+    unreachable, the sweep queues approved rows that have not started."""
+    background.enqueue(task_names.EXECUTE, [str(execution_id)])
 
 
 def _token_row(session: Session, token: str | None) -> ApprovalToken | None:

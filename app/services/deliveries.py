@@ -123,6 +123,9 @@ def record_failure(
         notification.due_at = now + timedelta(seconds=wait)
         notification.error = failure.reply
         notification.updated_at = now
+        # Its next attempt is a message the task queues now, due after the backoff.
+        notification.lease_owner = None
+        notification.lease_expires_at = None
         return wait
     give_up(session, notification, f"send failed: {failure.reply}", now=now)
     return None

@@ -55,7 +55,7 @@ def predecessors_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
             PurchaseExecution.retry_execution_id.in_(ids)
         )
     )
-    return {successor: predecessor for successor, predecessor in rows}
+    return {successor: predecessor for successor, predecessor in rows if successor is not None}
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,23 @@ class HistoryFilter:
             created_before=parse_moment(text_arg("created_before"), "created_before"),
             execution_id=optional_id("execution_id"),
         )
+
+    @classmethod
+    def parse_known(cls, args: Any) -> HistoryFilter:
+        """`parse` for a JSON object that may name only this filter's fields: anything
+        else is a 400 naming it (a typo must not widen the filter)."""
+        if not isinstance(args, Mapping):
+            raise DomainError(400, "a filter must be a JSON object")
+        known = cls.field_names()
+        unknown = sorted(str(key) for key in args if key not in known)
+        if unknown:
+            names = ", ".join(sorted(known))
+            raise DomainError(400, f"unknown filter field {unknown[0][:40]!r} (known: {names})")
+        return cls.parse({key: value for key, value in args.items() if value != ""})
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(field.name for field in fields(cls))
 
     @classmethod
     def for_search(cls, term: str) -> HistoryFilter:

@@ -38,7 +38,7 @@ from app.domain.recommendations import malformed_reason
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import ProviderPurchase, PurchaseExecution
 from app.providers import ProviderRegistry, PurchaseFailed
-from app.services import notifications, transitions
+from app.services import leases, notifications, transitions
 from app.services.executions import lineage_root
 from app.services.identity import load_active_user, principal_for
 
@@ -59,10 +59,16 @@ class Run:
 
 
 def start(
-    session: Session, execution_id: uuid.UUID, *, policy: ApprovalPolicy, now: datetime
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    owner: str,
+    policy: ApprovalPolicy,
+    now: datetime,
 ) -> Run | Status | None:
-    """Move the row from `approved` to `running` and return what to run; None if it is
-    not approved (run already, cancelled, reaped: a redelivered task does nothing).
+    """Move the row from `approved` to `running`, under a lease `owner` holds, and
+    return what to run; None if it is not approved (run already, cancelled, reaped: a
+    redelivered task does nothing).
 
     The approver's authority is checked again, as it is *now* (SPEC section 2); without
     it, or with recommendations no executor can read, the row fails at once and this
@@ -75,6 +81,7 @@ def start(
         target=Status.RUNNING,
         now=now,
         action="execution.running",
+        values=leases.held_by(owner, now),
     )
     if not moved:
         return None

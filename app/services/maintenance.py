@@ -9,17 +9,19 @@ transaction.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.lockout import FAILURE_WINDOW
 from app.domain.outbox import NotificationKind
 from app.domain.retry import RequestState
+from app.domain.staleness import UNOWED_AFTER, UNSTARTED_AFTER
 from app.domain.statuses import IN_FLIGHT, Status
-from app.models import LoginAttempts, PurchaseExecution, RetryRequest
-from app.services import notifications, transitions
+from app.models import LoginAttempts, PurchaseExecution, RetryBatchItem
+from app.services import executor, leases, notifications, transitions
 
 
 def expire_pending(session: Session, *, now: datetime, ttl: timedelta) -> list[uuid.UUID]:
@@ -57,31 +59,80 @@ def reap_stuck(session: Session, *, now: datetime, after: timedelta) -> list[uui
     )
 
 
-def lost_emails(
-    session: Session, *, now: datetime, after: timedelta
-) -> list[tuple[NotificationKind, uuid.UUID]]:
-    """Emails (kind, execution) with no task working on them: the approval email of
-    pending rows older than `after` that never had one on record (inserted by hand),
-    now recorded, and every email whose task was lost."""
-    owed = notifications.owe_missing_approval_emails(session, now=now, after=after)
-    lost = notifications.lost_emails(session, now=now)
-    return [(NotificationKind.APPROVAL, execution_id) for execution_id in owed] + lost
+@dataclass
+class Recovered:
+    """Work whose holder is presumed gone, handed back to the broker: what to queue."""
+
+    chunks: list[tuple[uuid.UUID, int]] = field(default_factory=list)
+    executions: list[uuid.UUID] = field(default_factory=list)
+    emails: list[tuple[NotificationKind, uuid.UUID]] = field(default_factory=list)
+    interrupted: list[uuid.UUID] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.chunks or self.executions or self.emails or self.interrupted)
 
 
-def stalled_retry_requests(
-    session: Session, *, now: datetime, after: timedelta
-) -> list[RetryRequest]:
-    """Retry requests still queued `after` their last touch: their task never reached a
-    worker (the broker was down when the web layer queued it, say). Queueing them again
-    is safe: the task settles a request once."""
+def recover_lapsed_work(session: Session, *, now: datetime) -> Recovered:
+    """Everything whose lease lapsed (`app.services.leases`), each handed back once: two
+    sweeps at once never both take a row, as every step is a conditional UPDATE.
+
+    - retry chunks with queued items: queued again;
+    - approved executions no worker started: queued again;
+    - running executions whose worker died: failed with the reason, their outcome
+      email owed (a retry buys only what the lineage has not bought);
+    - emails whose sender died or whose message was lost (`lapsed_emails`), and the
+      approval email of pending rows that never had one on record (inserted by hand).
+    """
+    recovered = Recovered()
+    chunks = session.execute(
+        update(RetryBatchItem)
+        .where(
+            RetryBatchItem.state == RequestState.QUEUED.value,
+            leases.lapsed(RetryBatchItem, now),
+        )
+        .values(**leases.in_broker(now))
+        .returning(RetryBatchItem.batch_id, RetryBatchItem.chunk)
+        .execution_options(synchronize_session=False)
+    )
+    recovered.chunks = sorted({(batch_id, chunk) for batch_id, chunk in chunks})
+    recovered.executions = list(
+        session.scalars(
+            update(PurchaseExecution)
+            .where(
+                PurchaseExecution.status == Status.APPROVED.value,
+                or_(
+                    PurchaseExecution.lease_expires_at < now,
+                    and_(
+                        PurchaseExecution.lease_expires_at.is_(None),
+                        PurchaseExecution.updated_at < now - UNSTARTED_AFTER,
+                    ),
+                ),
+            )
+            # Queued again is no progress: the reaper's clock keeps running.
+            .values(updated_at=PurchaseExecution.updated_at, **leases.in_broker(now))
+            .returning(PurchaseExecution.execution_id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    for execution_id in _dead_runs(session, now):
+        if executor.abandon(
+            session, execution_id, "interrupted: the worker running it stopped", now=now
+        ):
+            recovered.interrupted.append(execution_id)
+    owed = notifications.owe_missing_approval_emails(session, now=now, after=UNOWED_AFTER)
+    recovered.emails = [(NotificationKind.APPROVAL, id_) for id_ in owed]
+    recovered.emails += notifications.lapsed_emails(session, now=now)
+    return recovered
+
+
+def _dead_runs(session: Session, now: datetime) -> list[uuid.UUID]:
     return list(
         session.scalars(
-            select(RetryRequest)
+            select(PurchaseExecution.execution_id)
             .where(
-                RetryRequest.state == RequestState.QUEUED.value,
-                RetryRequest.updated_at < now - after,
+                PurchaseExecution.status == Status.RUNNING.value,
+                PurchaseExecution.lease_expires_at < now,
             )
-            .order_by(RetryRequest.created_at)
             .limit(1000)
         )
     )
@@ -99,21 +150,3 @@ def forget_old_sign_in_failures(session: Session, *, now: datetime) -> int:
         )
     )
     return result.rowcount or 0
-
-
-def unstarted_executions(session: Session, *, now: datetime, after: timedelta) -> list[uuid.UUID]:
-    """Approved rows the executor has not started `after` their approval: their task
-    never reached a worker (the broker was down when the approval queued it, say).
-    Queueing them again is safe: the executor starts a row once (`approved` →
-    `running` is a conditional move)."""
-    return list(
-        session.scalars(
-            select(PurchaseExecution.execution_id)
-            .where(
-                PurchaseExecution.status == Status.APPROVED.value,
-                PurchaseExecution.updated_at < now - after,
-            )
-            .order_by(PurchaseExecution.updated_at)
-            .limit(1000)
-        )
-    )

@@ -8,10 +8,11 @@ it (`claim_approval_email`, `claim_outcome_email`, both through `_claim`'s condi
 UPDATE, so no two tasks send it at once) and commits the claim, and an approval
 email's link tokens (`app.services.link_tokens`), before it talks to the SMTP server,
 with no transaction (and no SQLite write lock) held while it waits. What happened is
-then settled once by `app.services.deliveries`. Beat hands a notification to a new
-task only when its task was lost or its worker died mid-send (`app.domain.outbox`);
-that second task sends a second copy (an approval email's with tokens of its own, so
-the links of every copy work).
+then settled once by `app.services.deliveries`. A claim is a lease
+(`app.services.leases`) the sending worker's heartbeat renews; the sweep hands a
+notification to a new task only when its task was lost or its worker died mid-send
+(`lapsed_emails`); that second task sends a second copy (an approval email's with
+tokens of its own, so the links of every copy work).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
-    ColumnElement,
     and_,
     exists,
     insert,
@@ -33,14 +33,9 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.domain.approvals import NO_APPROVER, ApprovalPolicy
-from app.domain.outbox import (
-    LOST_AFTER,
-    SENDABLE_WHILE,
-    SENDING_STALE_AFTER,
-    NotificationKind,
-    NotificationState,
-)
+from app.domain.outbox import SENDABLE_WHILE, NotificationKind, NotificationState
 from app.domain.recommendations import malformed_reason
+from app.domain.staleness import UNSTARTED_AFTER
 from app.domain.statuses import Status
 from app.models import (
     CloudAccount,
@@ -48,7 +43,7 @@ from app.models import (
     PurchaseExecution,
     User,
 )
-from app.services import approval_email, outcome_email
+from app.services import approval_email, leases, outcome_email
 from app.services.approvers import Approvers
 from app.services.deliveries import OutgoingEmail, give_up, outgoing, settle
 from app.services.link_tokens import issue_links
@@ -109,36 +104,42 @@ def owe_missing_approval_emails(
     return list(missing)
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Queued and due, or claimed by a worker presumed dead."""
-    return or_(
-        and_(Notification.state == NotificationState.QUEUED.value, Notification.due_at <= now),
-        and_(
-            Notification.state == NotificationState.SENDING.value,
-            Notification.claimed_at < now - SENDING_STALE_AFTER,
-        ),
+def lapsed_emails(session: Session, *, now: datetime) -> list[tuple[NotificationKind, uuid.UUID]]:
+    """Emails (kind, execution) no task is working on, handed back to the broker: a
+    claim whose lease lapsed (its worker died mid-send: it goes out again), and one
+    queued `UNSTARTED_AFTER` past due whose message the broker lost."""
+    dead_sender = and_(
+        Notification.state == NotificationState.SENDING.value,
+        Notification.lease_expires_at < now,
     )
-
-
-def lost_emails(session: Session, *, now: datetime) -> list[tuple[NotificationKind, uuid.UUID]]:
-    """Emails (kind, execution) with no task working on them: still queued `LOST_AFTER`
-    past due, or claimed by a worker presumed dead."""
+    lost_message = and_(
+        Notification.state == NotificationState.QUEUED.value,
+        Notification.due_at < now - UNSTARTED_AFTER,
+        leases.lapsed(Notification, now),
+    )
     rows = session.execute(
-        select(Notification.kind, Notification.execution_id)
-        .where(_claimable(now - LOST_AFTER))
-        .order_by(Notification.due_at)
-        .limit(1000)
+        update(Notification)
+        .where(or_(dead_sender, lost_message))
+        .values(state=NotificationState.QUEUED.value, updated_at=now, **leases.in_broker(now))
+        .returning(Notification.kind, Notification.execution_id)
+        .execution_options(synchronize_session=False)
     )
     return [(NotificationKind(kind), execution_id) for kind, execution_id in rows]
 
 
 def _claim(
-    session: Session, execution_ids: Sequence[uuid.UUID], kind: NotificationKind, *, now: datetime
+    session: Session,
+    execution_ids: Sequence[uuid.UUID],
+    kind: NotificationKind,
+    *,
+    owner: str,
+    now: datetime,
 ) -> list[tuple[Notification, PurchaseExecution]]:
-    """Claim the executions' emails of `kind` with one conditional UPDATE, so no two
-    tasks send one at once. An email is left out when there is nothing to send now: no
-    such notification, another task holds it or it waits for its backoff, it is settled,
-    or the execution is past the point the email is about (settled `skipped`)."""
+    """Claim the executions' emails of `kind` for `owner` with one conditional UPDATE,
+    under a lease, so no two tasks send one at once. An email is left out when there is
+    nothing to send now: no such notification, another live task holds it or it waits
+    for its backoff, it is settled, or the execution is past the point the email is
+    about (settled `skipped`)."""
     if not execution_ids:
         return []
     claimed = session.scalars(
@@ -146,13 +147,21 @@ def _claim(
         .where(
             Notification.execution_id.in_(list(execution_ids)),
             Notification.kind == kind.value,
-            _claimable(now),
+            or_(
+                and_(
+                    Notification.state == NotificationState.QUEUED.value,
+                    Notification.due_at <= now,
+                ),
+                Notification.state == NotificationState.SENDING.value,
+            ),
+            leases.available(Notification, owner, now),
         )
         .values(
             state=NotificationState.SENDING.value,
             attempts=Notification.attempts + 1,
             claimed_at=now,
             updated_at=now,
+            **leases.held_by(owner, now),
         )
         .returning(Notification)
         .execution_options(populate_existing=True, synchronize_session=False)
@@ -178,7 +187,7 @@ def _claim(
 
 
 def claim_approval_email(
-    session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
+    session: Session, execution_id: uuid.UUID, *, owner: str, settings: Settings, now: datetime
 ) -> list[OutgoingEmail]:
     """Claim the execution's approval email and prepare one message per recipient (each
     with its own links), or settle it at once.
@@ -187,18 +196,23 @@ def claim_approval_email(
     the execution fails with the reason (no FROM_EMAIL, malformed recommendations,
     nobody who may approve it).
     """
-    return claim_approval_emails(session, [execution_id], settings=settings, now=now)
+    return claim_approval_emails(session, [execution_id], owner=owner, settings=settings, now=now)
 
 
 def claim_approval_emails(
-    session: Session, execution_ids: Sequence[uuid.UUID], *, settings: Settings, now: datetime
+    session: Session,
+    execution_ids: Sequence[uuid.UUID],
+    *,
+    owner: str,
+    settings: Settings,
+    now: datetime,
 ) -> list[OutgoingEmail]:
     """`claim_approval_email` for many executions (a bulk retry's chunk), claimed in one
     statement; an execution's messages follow each other in the list."""
     emails: list[OutgoingEmail] = []
     approvers = Approvers(session)
     for notification, execution in _claim(
-        session, execution_ids, NotificationKind.APPROVAL, now=now
+        session, execution_ids, NotificationKind.APPROVAL, owner=owner, now=now
     ):
         emails.extend(
             _prepare_approval_email(session, notification, execution, approvers, settings, now)
@@ -244,7 +258,7 @@ def _prepare_approval_email(
 
 
 def claim_outcome_email(
-    session: Session, execution_id: uuid.UUID, *, settings: Settings, now: datetime
+    session: Session, execution_id: uuid.UUID, *, owner: str, settings: Settings, now: datetime
 ) -> OutgoingEmail | None:
     """Claim the ended execution's outcome email and prepare it, or settle it at once.
 
@@ -254,7 +268,7 @@ def claim_outcome_email(
     reason in its `error` and the audit trail; the execution has ended and stays as it
     is.
     """
-    claimed = _claim(session, [execution_id], NotificationKind.OUTCOME, now=now)
+    claimed = _claim(session, [execution_id], NotificationKind.OUTCOME, owner=owner, now=now)
     if not claimed:
         return None
     notification, execution = claimed[0]

@@ -1,38 +1,54 @@
-"""Retrying a failed execution (SPEC section 3): asked for by an entry point, settled by
-the worker. The rules are `app.domain.retry`; the writes are `app.services.successors`.
+"""Retrying failed executions, asked for: one row or many, from the panel, the API or
+the CLI. Settled by the worker (`app.services.retry_settle`); read through
+`app.services.retry_batches`. The rules are `app.domain.retry`.
 
-- `ask_for_retry` (panel, API, CLI): check, record a `RetryRequest`, commit, then queue
-  the task with ids only. A refusal rolls the request back and is audited on its own.
-- `settle_request` (the task): claim the request with a conditional UPDATE, so a
-  redelivered task writes nothing; check again against fresh rows and the requester's
-  permissions as they are now; write the successor or record the refusal.
+A single retry is a batch of one. Either way the entry point checks every row with the
+retry's rules, records a batch with one item per row, commits, then queues one task
+per chunk with ids only:
+
+- `ask_for_retry` (one row): a refusal is the request's answer (400, 404, then the
+  retry's checks in order); it is audited on its own and nothing is recorded. The
+  batch's id is the request id the API answers.
+- `ask_for_bulk_retry` (ids as given, or the rows a history filter matches): a
+  refused row is settled at once with its refusal, and the rest are queued.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app import background, get_settings
-from app.config import Settings
-from app.db import db, new_uuid, unit_of_work
-from app.domain.approvals import NO_APPROVER, ApprovalPolicy
+from app import background, task_names
+from app.config import Settings, get_settings
+from app.db import db, new_uuid, unit_of_work, utcnow
+from app.domain.approvals import NO_APPROVER
+from app.domain.bulk_retry import (
+    CHUNK_SIZE,
+    MAX_BATCH_ROWS,
+    BulkSelection,
+    bulk_refusal,
+    chunk_of,
+    parse_selection,
+)
 from app.domain.errors import DomainError
 from app.domain.rbac import Principal
-from app.domain.retry import RequestState, RetryPolicy, retry_refusal
-from app.models import AuditEvent, PurchaseExecution, RetryRequest
+from app.domain.retry import RequestState, RetryPolicy
+from app.domain.statuses import Status
+from app.models import PurchaseExecution, RetryBatch, RetryBatchItem
 from app.providers import ProviderRegistry, current_registry
-from app.services import audit, successors
+from app.services import audit, leases
 from app.services.approvals import current_policy as approvals_policy
 from app.services.approvers import unapprovable_successors
-from app.services.executions import find_execution
-from app.services.identity import load_active_user, principal_for
+from app.services.executions import HistoryFilter, find_execution
+from app.services.retry_settle import check_rows, item_outcomes
 
-RETRY_TASK = "purchases.retry_execution"
+SINGLE = "single"
+BULK = "bulk"
 
 
 def current_policy() -> RetryPolicy:
@@ -51,18 +67,22 @@ def policy_from(settings: Settings, registry: ProviderRegistry) -> RetryPolicy:
     )
 
 
-def ask_for_retry(
-    principal: Principal, raw_execution_id: str | uuid.UUID, *, force: bool
-) -> RetryRequest:
-    """The entry points' retry: check and record the request, commit, then queue it.
+def ask_for_retry(principal: Principal, raw_execution_id: str, *, force: bool) -> RetryBatch:
+    """Check one row and record its retry (a batch of one), commit, then queue it.
 
-    A refusal (a `DomainError`: 400 malformed id, 404 unknown, then the SPEC's checks
-    in order) is recorded in the audit trail, and raised.
+    A refusal (a `DomainError`) is recorded in the audit trail, and raised.
     """
     try:
         with unit_of_work() as session:
-            request = request_retry(
-                session, principal, raw_execution_id, force=force, policy=current_policy()
+            batch, chunks = record_batch(
+                session,
+                principal,
+                (raw_execution_id,),
+                kind=SINGLE,
+                selection=None,
+                force=force,
+                policy=current_policy(),
+                now=utcnow(),
             )
     except DomainError as refusal:
         audit.record_refusal(
@@ -73,226 +93,201 @@ def ask_for_retry(
             force=force,
         )
         raise
-    enqueue_retry(request)
-    return request
+    enqueue_chunks(batch, chunks)
+    return batch
 
 
-def request_retry(
+def ask_for_bulk_retry(principal: Principal, body: Any) -> RetryBatch:
+    """Check a bulk request (400 for a malformed one, 403 if the requester may retry
+    nothing at all), record its batch and items, commit, then queue its chunks.
+
+    A refusal is audited and raised, having recorded no batch.
+    """
+    try:
+        selection, force = parse_request(body)
+        denied = bulk_refusal(principal)
+        if denied is not None:
+            raise denied
+        with unit_of_work() as session:
+            ids, described = _resolve(session, selection)
+            batch, chunks = record_batch(
+                session,
+                principal,
+                ids,
+                kind=BULK,
+                selection=described,
+                force=force,
+                policy=current_policy(),
+                now=utcnow(),
+            )
+    except DomainError as refusal:
+        audit.record_refusal("retry.batch_refused", refusal, actor=principal, execution_id=None)
+        raise
+    enqueue_chunks(batch, chunks)
+    return batch
+
+
+def parse_request(body: Any) -> tuple[BulkSelection, bool]:
+    selection = parse_selection(body)
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise DomainError(400, '"force" must be true or false')
+    return selection, force
+
+
+def _resolve(session: Session, selection: BulkSelection) -> tuple[Sequence[str], dict[str, Any]]:
+    """The ids a request names, and what the batch records of it."""
+    if selection.execution_ids is not None:
+        return selection.execution_ids, {"execution_ids": len(selection.execution_ids)}
+    filters = retry_filter(selection.filter or {})
+    return matching_ids(session, filters), {"filter": filters.as_args()}
+
+
+def record_batch(
     session: Session,
     principal: Principal,
-    raw_execution_id: str | uuid.UUID,
+    ids: Sequence[str],
     *,
+    kind: str,
+    selection: dict[str, Any] | None,
     force: bool,
     policy: RetryPolicy,
-) -> RetryRequest:
-    """Check that `principal` may retry the row now and record their request.
+    now: datetime,
+) -> tuple[RetryBatch, list[int]]:
+    """The batch and its items, in the caller's transaction; returns it and the chunks
+    the worker has to settle.
 
-    Raises the refusal as a `DomainError`, having written nothing.
+    Every row is checked here first. A single retry's refusal is raised; a bulk retry's
+    refused row is settled at once with its refusal (the requester sees it without
+    waiting for a worker). The rest are queued for the worker, which checks them again
+    against the rows as they are then.
     """
-    execution = find_execution(session, raw_execution_id)
-    refusal = retry_refusal(principal, execution, policy, force=force)
-    if refusal is not None:
-        raise refusal
-    request = RetryRequest(
+    checked = check_rows(session, principal, None, enumerate(ids), policy, force=force)
+    if kind == SINGLE:
+        if checked.refusals:
+            raise checked.refusals[0]
+        selection = {"execution_id": str(checked.accepted[0].execution_id)}
+    batch = RetryBatch(
         id=new_uuid(),
-        execution_id=execution.execution_id,
+        kind=kind,
         requested_by_user_id=principal.user_id,
         requested_by_email=principal.email,
         force=force,
-        state=RequestState.QUEUED.value,
-        task_id=str(new_uuid()),
+        total=len(ids),
+        selection=selection or {},
     )
-    session.add(request)
-    audit.record(
-        session,
-        "retry.requested",
-        actor=principal,
-        execution_id=execution.execution_id,
-        details={"request_id": str(request.id), "force": force},
-    )
+    session.add(batch)
     session.flush()
-    return request
-
-
-def enqueue_retry(request: RetryRequest) -> None:
-    """Hand a committed request to the worker: ids only, under the request's task id.
-
-    If the broker is unreachable now, beat's `maintenance.requeue_stalled_retry_requests`
-    sends it once it is back, so the caller still answers "queued".
-    """
-    background.enqueue(RETRY_TASK, [str(request.id)], task_id=request.task_id)
-
-
-def settle_request(
-    session: Session,
-    request_id: uuid.UUID,
-    *,
-    policy: RetryPolicy,
-    approvals: ApprovalPolicy,
-    grace: timedelta,
-    now: datetime,
-) -> RetryRequest | None:
-    """The worker's half: claim the request, re-check, and write or refuse.
-
-    Returns None when the request was settled before (a redelivered task): nothing is
-    written then. The claim is a conditional UPDATE, so two deliveries of one request
-    serialize on its row and the second finds it settled.
-    """
-    request = session.scalars(
-        update(RetryRequest)
-        .where(RetryRequest.id == request_id, RetryRequest.state == RequestState.QUEUED.value)
-        .values(updated_at=now)
-        .returning(RetryRequest)
-        .execution_options(populate_existing=True, synchronize_session=False)
-    ).one_or_none()
-    if request is None:
-        return None
-    principal, refusal = requester_now(
-        session, request.requested_by_user_id, request.requested_by_email
-    )
-    execution = find_execution(session, request.execution_id)
-    if refusal is None:
-        refusal = retry_refusal(principal, execution, policy, force=request.force)
-    if refusal is None:
-        created = successors.create_successors(
-            session, [execution], principal, grace=grace, approvals=approvals, now=now
+    outcomes, events = item_outcomes(batch, principal, checked, {}, now=now)
+    queued = [
+        {"position": position, "state": RequestState.QUEUED.value, **leases.in_broker(now)}
+        for position in checked.accepted
+    ]
+    items = sorted([*outcomes, *queued], key=lambda item: item["position"])
+    if items:
+        session.execute(
+            insert(RetryBatchItem),
+            [
+                {
+                    "settled_at": None,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    **item,
+                    "batch_id": batch.id,
+                    "chunk": chunk_of(item["position"]),
+                    "execution_id": _canonical(ids[item["position"]], checked, item["position"]),
+                }
+                for item in items
+            ],
         )
-        if execution.execution_id in created:
-            successor_id = created[execution.execution_id]
-            _record_success(session, request, principal, execution, successor_id, now=now)
-            return request
-        # Lost the race to a concurrent retry of the same row: refuse as the web would.
-        execution = find_execution(session, request.execution_id)
-        refusal = retry_refusal(principal, execution, policy, force=request.force)
-        if refusal is None:
-            raise RuntimeError("the predecessor update matched no row, yet it is retryable")
-    _reject(request, refusal, now=now)
-    audit.record(
-        session,
-        "retry.rejected",
+    events.append(_requested_event(batch, principal, queued=len(queued)))
+    audit.record_all(session, events)
+    return batch, sorted({chunk_of(position) for position in checked.accepted})
+
+
+def _canonical(raw: str, checked: Any, position: int) -> str:
+    """An item's id: canonical when it parsed, as given otherwise (its 400 says so)."""
+    parsed = checked.parsed.get(position)
+    return str(parsed) if parsed is not None else raw
+
+
+def _requested_event(batch: RetryBatch, principal: Principal, *, queued: int) -> Any:
+    if batch.kind == SINGLE:
+        return audit.event(
+            "retry.requested",
+            actor=principal,
+            execution_id=batch.selection["execution_id"],
+            details={"request_id": str(batch.id), "force": batch.force},
+        )
+    return audit.event(
+        "retry.batch_requested",
         actor=principal,
-        execution_id=execution.execution_id,
-        details=audit.refusal_details(refusal, force=request.force, request_id=str(request.id)),
-    )
-    return request
-
-
-def record_failure(session: Session, request_id: uuid.UUID, reason: str, *, now: datetime) -> bool:
-    """Mark a still-queued request `failed` with `reason` (an unexpected error in the
-    worker). Returns False if it was settled meanwhile."""
-    failed = session.execute(
-        update(RetryRequest)
-        .where(RetryRequest.id == request_id, RetryRequest.state == RequestState.QUEUED.value)
-        .values(state=RequestState.FAILED.value, error=reason, finished_at=now, updated_at=now)
-        .returning(RetryRequest.execution_id, RetryRequest.requested_by_email)
-    ).first()
-    if failed is None:
-        return False
-    audit.record(
-        session,
-        "retry.failed",
-        execution_id=failed.execution_id,
         details={
-            "request_id": str(request_id),
-            "reason": reason,
-            "requested_by": failed.requested_by_email,
+            "batch_id": str(batch.id),
+            "total": batch.total,
+            "queued": queued,
+            "force": batch.force,
+            **batch.selection,
         },
     )
-    return True
 
 
-def _record_success(
-    session: Session,
-    request: RetryRequest,
-    principal: Principal,
-    predecessor: PurchaseExecution,
-    successor_id: uuid.UUID,
-    *,
-    now: datetime,
-) -> None:
-    request.state = RequestState.SUCCEEDED.value
-    request.finished_at = now
-    request.successor_execution_id = successor_id
-    request.retry_attempt_n = predecessor.retry_attempt_n + 1
-    session.add_all(
-        success_events(
-            principal,
-            predecessor,
-            successor_id,
-            force=request.force,
-            request_id=str(request.id),
+def retry_filter(raw: Mapping[str, Any]) -> HistoryFilter:
+    """The rows a retry by filter may name: the history filter's fields, with its
+    rules, over failed rows only. No status means `failed`; another status is a 400
+    (only a failed row can be retried, so it could only ever match nothing)."""
+    filters = HistoryFilter.parse_known(raw)
+    if filters.status is None:
+        return HistoryFilter.parse({**filters.as_args(), "status": Status.FAILED.value})
+    if filters.status != Status.FAILED.value:
+        raise DomainError(
+            400,
+            f'only failed executions can be retried: "status" must be "failed", not '
+            f"{filters.status!r}",
         )
-    )
+    return filters
 
 
-def success_events(
-    principal: Principal,
-    predecessor: PurchaseExecution,
-    successor_id: uuid.UUID,
-    *,
-    force: bool,
-    **request: str,
-) -> list[AuditEvent]:
-    """The trail of one successful retry: on the predecessor, and on its successor.
-    `request` names what asked for it (`request_id`, or `batch_id`)."""
-    return [
-        audit.event(
-            "retry.succeeded",
-            actor=principal,
-            execution_id=predecessor.execution_id,
-            details={
-                **request,
-                "successor_execution_id": str(successor_id),
-                "retry_attempt_n": predecessor.retry_attempt_n + 1,
-                "force": force,
-            },
-        ),
-        audit.event(
-            "execution.created",
-            actor=principal,
-            execution_id=successor_id,
-            details={"retry_of": str(predecessor.execution_id), **request},
-        ),
-    ]
-
-
-def requester_now(
-    session: Session, user_id: uuid.UUID | None, email: str
-) -> tuple[Principal, DomainError | None]:
-    """The requester with the permissions they have *now*; refused if no longer active."""
-    user = load_active_user(session, user_id) if user_id is not None else None
-    if user is None:
-        principal = Principal(user_id, email, frozenset())
-        return principal, DomainError(
-            403, "not allowed to retry: the requesting user is no longer active"
+def matching_ids(session: Session, filters: HistoryFilter) -> tuple[str, ...]:
+    """The ids of the rows a retry filter matches, oldest first; 400 when more than a
+    batch may hold."""
+    query = filters.apply(select(PurchaseExecution.execution_id))
+    query = query.order_by(PurchaseExecution.created_at, PurchaseExecution.execution_id)
+    found = session.scalars(query.limit(MAX_BATCH_ROWS + 1)).all()
+    if len(found) > MAX_BATCH_ROWS:
+        raise DomainError(
+            400,
+            f"the filter matches more than {MAX_BATCH_ROWS:,} executions: narrow it",
+            max_execution_ids=MAX_BATCH_ROWS,
         )
-    return principal_for(user), None
+    return tuple(str(execution_id) for execution_id in found)
 
 
-def _reject(request: RetryRequest, refusal: DomainError, *, now: datetime) -> None:
-    request.state = RequestState.REJECTED.value
-    request.finished_at = now
-    request.error = refusal.message
-    request.refusal_status = refusal.status
-    request.details = dict(refusal.details)
+def matching_count(session: Session, filters: HistoryFilter) -> int:
+    """How many rows a retry filter matches, counted up to one more than a batch holds."""
+    capped = filters.apply(select(PurchaseExecution.execution_id)).limit(MAX_BATCH_ROWS + 1)
+    return session.scalar(select(func.count()).select_from(capped.subquery())) or 0
 
 
-def request_outcome(request: RetryRequest) -> dict[str, Any]:
-    """What a task reports of a settled request (Flower shows it)."""
-    return {
-        "request_id": str(request.id),
-        "state": request.state,
-        "execution_id": None
-        if request.successor_execution_id is None
-        else str(request.successor_execution_id),
-    }
+def enqueue_chunks(batch: RetryBatch, chunks: Collection[int] | None = None) -> None:
+    """Hand a committed batch's chunks to the worker: the batch id and chunk number.
+
+    If the broker is unreachable now, the sweep sends them once their lease in the
+    broker lapses, so the caller still answers "queued".
+    """
+    for chunk in chunks if chunks is not None else range(-(-batch.total // CHUNK_SIZE)):
+        enqueue_chunk(batch.id, chunk)
 
 
-def approver_warning(request: RetryRequest, retrier: Principal) -> str | None:
+def enqueue_chunk(batch_id: uuid.UUID, chunk: int) -> None:
+    background.enqueue(task_names.RETRY, [str(batch_id), chunk])
+
+
+def approver_warning(batch: RetryBatch, retrier: Principal) -> str | None:
     """What an entry point tells the retrier when nobody may approve the successor: it
     will fail at once with `NO_APPROVER` and the ops hint that goes with it."""
     session = db.session()
-    execution = find_execution(session, request.execution_id)
+    execution = find_execution(session, batch.selection["execution_id"])
     if not unapprovable_successors(session, [execution], retrier, approvals_policy()):
         return None
     return (

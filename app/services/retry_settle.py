@@ -1,9 +1,12 @@
-"""Bulk retry (SPEC section 3), settled: one chunk of a batch per task.
+"""Retries, settled: one chunk of a batch per task run (a single retry is a batch of
+one, so its one chunk).
 
-`settle_chunk`: claim the chunk's queued items with a conditional UPDATE, so a
-redelivered chunk writes nothing twice; check every row with the single retry's rules
-(`retry_refusal`, against fresh rows and the requester's permissions now); make the
-three writes for the accepted rows in set-based statements
+`claim_chunk`: take the lease on the chunk's queued items (its own transaction,
+committed before the work, so another worker sees it; `app.services.leases`).
+`settle_chunk`: claim the items again with a conditional UPDATE inside the settling
+transaction, so a redelivered chunk writes nothing twice; check every row with the
+retry's rules (`retry_refusal`, against fresh rows and the requester's permissions
+now); make the three writes for the accepted rows in set-based statements
 (`successors.create_successors`); record each item's own outcome and its audit event.
 
 A row's refusal is that item's outcome and touches no other. Should the chunk's
@@ -28,8 +31,29 @@ from app.domain.inputs import parse_uuid
 from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy, retry_refusal
 from app.models import AuditEvent, PurchaseExecution, RetryBatch, RetryBatchItem
-from app.services import audit, retry, successors
+from app.services import audit, leases, successors
 from app.services.executions import unknown_execution
+from app.services.identity import load_active_user, principal_for
+
+
+def claim_chunk(
+    session: Session, batch_id: uuid.UUID, chunk: int, *, owner: str, now: datetime
+) -> int:
+    """Take the lease on the chunk's queued items for `owner` (in the broker, its own,
+    or lapsed). Returns how many it holds: none when another live run holds them or the
+    chunk is settled."""
+    claimed = session.execute(
+        update(RetryBatchItem)
+        .where(
+            RetryBatchItem.batch_id == batch_id,
+            RetryBatchItem.chunk == chunk,
+            RetryBatchItem.state == RequestState.QUEUED.value,
+            leases.available(RetryBatchItem, owner, now),
+        )
+        .values(**leases.held_by(owner, now))
+        .execution_options(synchronize_session=False)
+    )
+    return claimed.rowcount or 0  # type: ignore[attr-defined]
 
 
 def settle_chunk(
@@ -37,18 +61,19 @@ def settle_chunk(
     batch_id: uuid.UUID,
     chunk: int,
     *,
+    owner: str,
     policy: RetryPolicy,
     approvals: ApprovalPolicy,
     grace: timedelta,
     now: datetime,
     positions: Collection[int] | None = None,
 ) -> list[uuid.UUID]:
-    """Settle the chunk's queued items (or only those at `positions`). Returns the
-    successors it created, whose approval emails are owed.
+    """Settle the chunk's queued items that `owner` holds (or only those at
+    `positions`). Returns the successors it created, whose approval emails are owed.
 
-    The claim is a conditional UPDATE in this transaction: a second delivery of the
-    chunk waits for this one and then finds nothing queued, or, if this one rolled
-    back, does the whole chunk itself.
+    The claim is a conditional UPDATE in this transaction: a second run of the chunk
+    waits for this one and then finds nothing queued, or, if this one rolled back,
+    does the whole chunk itself once it holds the lease.
     """
     claim = (
         update(RetryBatchItem)
@@ -56,6 +81,7 @@ def settle_chunk(
             RetryBatchItem.batch_id == batch_id,
             RetryBatchItem.chunk == chunk,
             RetryBatchItem.state == RequestState.QUEUED.value,
+            RetryBatchItem.lease_owner == owner,
         )
         .values(settled_at=now)
         .returning(RetryBatchItem.position, RetryBatchItem.execution_id)
@@ -68,7 +94,7 @@ def settle_chunk(
         return []
     batch = session.get(RetryBatch, batch_id)
     assert batch is not None  # its items cascade with it
-    principal, inactive = retry.requester_now(
+    principal, inactive = requester_now(
         session, batch.requested_by_user_id, batch.requested_by_email
     )
     checked = check_rows(session, principal, inactive, claimed, policy, force=batch.force)
@@ -77,13 +103,16 @@ def settle_chunk(
         session, list(accepted.values()), principal, grace=grace, approvals=approvals, now=now
     )
     lost = [position for position, row in accepted.items() if row.execution_id not in created]
-    if lost:  # another retry linked these rows first: refuse as the single retry would
+    if lost:  # another retry linked these rows first: refuse as the web layer would
         fresh = load_rows(session, {accepted[position].execution_id for position in lost})
         for position in lost:
             row = fresh[accepted.pop(position).execution_id]
-            checked.refusals[position] = retry_refusal(
-                principal, row, policy, force=batch.force
-            ) or DomainError(409, "this execution has already been retried")
+            refusal = retry_refusal(principal, row, policy, force=batch.force)
+            if refusal is None:
+                raise RuntimeError(
+                    f"the predecessor update matched no row, yet {row.execution_id} is retryable"
+                )
+            checked.refusals[position] = refusal
     outcomes, events = item_outcomes(batch, principal, checked, created, now=now)
     _write_outcomes(session, batch.id, chunk, outcomes)
     audit.record_all(session, events)
@@ -187,7 +216,7 @@ def item_outcomes(
 ) -> tuple[list[dict[str, Any]], list[AuditEvent]]:
     """Each settled item's outcome (rows `created` succeeded, refusals were rejected)
     and the audit events that record them."""
-    batch_id = str(batch.id)
+    asked = asked_by(batch)
     outcomes: list[dict[str, Any]] = []
     events: list[AuditEvent] = []
     for position, row in checked.accepted.items():
@@ -195,9 +224,7 @@ def item_outcomes(
             continue
         successor_id = created[row.execution_id]
         outcomes.append(_outcome(position, RequestState.SUCCEEDED, now, successor=successor_id))
-        events += retry.success_events(
-            principal, row, successor_id, force=batch.force, batch_id=batch_id
-        )
+        events += success_events(principal, row, successor_id, force=batch.force, **asked)
     for position, refusal in checked.refusals.items():
         outcomes.append(_outcome(position, RequestState.REJECTED, now, refusal=refusal))
         known = refusal.status not in (400, 404)
@@ -206,7 +233,7 @@ def item_outcomes(
                 "retry.rejected",
                 actor=principal,
                 execution_id=checked.parsed[position] if known else None,
-                details=audit.refusal_details(refusal, force=batch.force, batch_id=batch_id),
+                details=audit.refusal_details(refusal, force=batch.force, **asked),
             )
         )
     return outcomes, events
@@ -237,17 +264,20 @@ def fail_items(
     chunk: int,
     reason: str,
     *,
+    owner: str,
     now: datetime,
     positions: Collection[int] | None = None,
 ) -> int:
     """Mark the chunk's still-queued items (or those at `positions`) `failed` with
-    `reason`: an error in the worker, not a refusal. Returns how many."""
+    `reason`: an error in the worker, not a refusal. Items another live run holds are
+    left to it. Returns how many."""
     query = (
         update(RetryBatchItem)
         .where(
             RetryBatchItem.batch_id == batch_id,
             RetryBatchItem.chunk == chunk,
             RetryBatchItem.state == RequestState.QUEUED.value,
+            leases.available(RetryBatchItem, owner, now),
         )
         .values(state=RequestState.FAILED.value, error=reason, settled_at=now)
         .returning(RetryBatchItem.execution_id)
@@ -257,10 +287,18 @@ def fail_items(
         query = query.where(RetryBatchItem.position.in_(list(positions)))
     failed = session.scalars(query).all()
     if failed:
+        batch = session.get(RetryBatch, batch_id)
+        assert batch is not None
         audit.record(
             session,
             "retry.failed",
-            details={"batch_id": str(batch_id), "reason": reason, "execution_ids": failed},
+            execution_id=failed[0] if batch.kind == "single" else None,
+            details={
+                **asked_by(batch),
+                "reason": reason,
+                "requested_by": batch.requested_by_email,
+                "execution_ids": failed,
+            },
         )
     return len(failed)
 
@@ -291,3 +329,52 @@ def chunk_successors(session: Session, batch_id: uuid.UUID, chunk: int) -> list[
             )
         )
     )
+
+
+def asked_by(batch: RetryBatch) -> dict[str, str]:
+    """What the audit trail names as having asked: a single retry's request id, or a
+    bulk retry's batch id."""
+    return {"request_id" if batch.kind == "single" else "batch_id": str(batch.id)}
+
+
+def success_events(
+    principal: Principal,
+    predecessor: PurchaseExecution,
+    successor_id: uuid.UUID,
+    *,
+    force: bool,
+    **asked: str,
+) -> list[AuditEvent]:
+    """The trail of one successful retry: on the predecessor, and on its successor."""
+    return [
+        audit.event(
+            "retry.succeeded",
+            actor=principal,
+            execution_id=predecessor.execution_id,
+            details={
+                **asked,
+                "successor_execution_id": str(successor_id),
+                "retry_attempt_n": predecessor.retry_attempt_n + 1,
+                "force": force,
+            },
+        ),
+        audit.event(
+            "execution.created",
+            actor=principal,
+            execution_id=successor_id,
+            details={"retry_of": str(predecessor.execution_id), **asked},
+        ),
+    ]
+
+
+def requester_now(
+    session: Session, user_id: uuid.UUID | None, email: str
+) -> tuple[Principal, DomainError | None]:
+    """The requester with the permissions they have *now*; refused if no longer active."""
+    user = load_active_user(session, user_id) if user_id is not None else None
+    if user is None:
+        principal = Principal(user_id, email, frozenset())
+        return principal, DomainError(
+            403, "not allowed to retry: the requesting user is no longer active"
+        )
+    return principal_for(user), None

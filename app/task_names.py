@@ -1,0 +1,40 @@
+"""The name of every task, in one place: the web layer queues tasks by name (it never
+imports `tasks`), the worker declares them under these names, and Flower and the logs
+show them. A test checks that each one is registered with the worker's Celery app.
+"""
+
+from __future__ import annotations
+
+from app.domain.outbox import NotificationKind
+
+# A retry, single or bulk: one chunk of a batch (a single retry is a batch of one).
+RETRY = "purchases.retry_execution"
+# Run one approved execution.
+EXECUTE = "purchases.execute"
+
+SEND_APPROVAL_EMAIL = "notifications.send_approval_email"
+# The approval emails of a retry's chunk, over one SMTP connection.
+SEND_APPROVAL_EMAILS = "notifications.send_approval_emails"
+SEND_OUTCOME_EMAIL = "notifications.send_outcome_email"
+# The task that sends each kind of email (the sweep queues lost ones through it).
+SEND_EMAIL_OF_KIND = {
+    NotificationKind.APPROVAL: SEND_APPROVAL_EMAIL,
+    NotificationKind.OUTCOME: SEND_OUTCOME_EMAIL,
+}
+
+EXPIRE_PENDING = "maintenance.expire_pending_executions"
+REAP_STUCK = "maintenance.reap_stuck_executions"
+RECOVER_LAPSED = "maintenance.recover_lapsed_work"
+FORGET_SIGN_IN_FAILURES = "maintenance.forget_old_sign_in_failures"
+
+ALL = (
+    RETRY,
+    EXECUTE,
+    SEND_APPROVAL_EMAIL,
+    SEND_APPROVAL_EMAILS,
+    SEND_OUTCOME_EMAIL,
+    EXPIRE_PENDING,
+    REAP_STUCK,
+    RECOVER_LAPSED,
+    FORGET_SIGN_IN_FAILURES,
+)
