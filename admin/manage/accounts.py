@@ -1,119 +1,32 @@
 """Cloud accounts: list, create, edit, delete. Admins only.
 
+Every write is `app.services.accounts`'s, run through `management.write`, and audited.
 Deleting an account that purchase executions reference is refused, with the count,
-and nothing changes. The foreign key alone would not refuse it: it is ON DELETE SET
-NULL (SPEC section 1), so those executions would silently lose the account their
-purchases ran against and where their approval emails go. The count is taken with the
-account row locked (FOR UPDATE on PostgreSQL, where an execution being inserted for it
-holds a key-share lock; the write lock SQLite's unit of work begins with), so an
-execution cannot be added between the count and the delete.
+and changes nothing (the foreign key alone would set their account to NULL).
 """
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from admin.manage.base import ManagedModelView
 from admin.manage.forms import CloudAccountForm
 from admin.security import AdminRequiredMixin
-from app.domain.errors import DomainError
-from app.domain.providers import PROVIDERS
-from app.domain.rbac import Principal
-from app.models import CloudAccount, PurchaseExecution, normalize_email
-from app.services import audit
+from app.models import CloudAccount
+from app.services.accounts import (
+    AccountFields,
+    account_fields,
+    create_account,
+    delete_account,
+    update_account,
+)
 
 
-def _snapshot(account: CloudAccount) -> dict[str, Any]:
-    return {
-        "name": account.name,
-        "provider": account.provider,
-        "external_id": account.external_id,
-        "contact_email": account.contact_email,
-    }
-
-
-def _fields(form: CloudAccountForm) -> dict[str, Any]:
-    provider = form.provider.data or ""
-    if provider not in PROVIDERS:  # the form's choices already refuse it
-        raise DomainError(400, f"provider must be one of {', '.join(PROVIDERS)}")
-    contact = normalize_email(form.contact_email.data or "")
-    return {
-        "name": (form.name.data or "").strip(),
-        "provider": provider,
-        "external_id": (form.external_id.data or "").strip(),
-        "contact_email": contact or None,
-    }
-
-
-def create_account(session: Session, actor: Principal, fields: dict[str, Any]) -> CloudAccount:
-    account = CloudAccount(**fields)
-    session.add(account)
-    session.flush()
-    audit.record(
-        session,
-        "account.created",
-        actor=actor,
-        details={"account_id": str(account.id), **_snapshot(account)},
+def _fields(form: CloudAccountForm) -> AccountFields:
+    return account_fields(
+        form.name.data or "",
+        form.provider.data or "",
+        form.external_id.data or "",
+        form.contact_email.data,
     )
-    return account
-
-
-def _locked(session: Session, account_id: uuid.UUID) -> CloudAccount:
-    account = session.get(CloudAccount, account_id, with_for_update=True, populate_existing=True)
-    if account is None:
-        raise DomainError(404, f"no account with id {account_id}")
-    return account
-
-
-def update_account(
-    session: Session, actor: Principal, account_id: uuid.UUID, fields: dict[str, Any]
-) -> CloudAccount:
-    account = _locked(session, account_id)
-    before = _snapshot(account)
-    for key, value in fields.items():
-        setattr(account, key, value)
-    after = _snapshot(account)
-    if before != after:
-        changes = {key: [before[key], after[key]] for key in before if before[key] != after[key]}
-        audit.record(
-            session,
-            "account.updated",
-            actor=actor,
-            details={"account_id": str(account.id), "name": account.name, "changes": changes},
-        )
-    return account
-
-
-def delete_account(session: Session, actor: Principal, account_id: uuid.UUID) -> CloudAccount:
-    """Delete an account no execution references; otherwise refuse with the count."""
-    account = _locked(session, account_id)
-    referenced = session.scalar(
-        select(func.count())
-        .select_from(PurchaseExecution)
-        .where(PurchaseExecution.cloud_account_id == account.id)
-    )
-    if referenced:
-        noun = "execution" if referenced == 1 else "executions"
-        raise DomainError(
-            409,
-            f"account {account.name} is referenced by {referenced} {noun}; it cannot be "
-            "deleted while purchase history points at it (edit it instead)",
-            account_id=str(account.id),
-            executions=referenced,
-        )
-    snapshot = _snapshot(account)
-    session.delete(account)
-    audit.record(
-        session,
-        "account.deleted",
-        actor=actor,
-        details={"account_id": str(account_id), **snapshot},
-    )
-    return account
 
 
 class CloudAccountAdminView(AdminRequiredMixin, ManagedModelView):

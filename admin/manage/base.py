@@ -2,17 +2,18 @@
 the database, list arguments read strictly (`admin.list_args`), and one way to write.
 
 How a view writes. Flask-Admin's `create_model` / `update_model` / `delete_model`
-commit through the view's session themselves; here they are overridden to run the
-change inside `app.db.unit_of_work()` (the product's only committer), with its audit
-event in the same transaction. A refusal (a `DomainError`: a duplicate name, your own
-account, a referenced account) rolls back everything, is recorded in the trail in a
-transaction of its own (`audit.record_refusal`, as the purchase services do), and is
-shown as a flash message; the form is shown again. Nothing is ever half-written.
+commit through the view's session themselves; here they are overridden to call the
+management services (`app.services.management`, `app.services.accounts`, which the
+CLI calls too) through `management.write`: the change runs inside
+`app.db.unit_of_work()` (the product's only committer), with its audit event in the
+same transaction. A refusal (a `DomainError`: a duplicate name, your own account, a
+referenced account) rolls back everything, is recorded in the trail in a transaction
+of its own, and is shown as a flash message; the form is shown again. Nothing is
+ever half-written.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,20 +23,15 @@ from flask_admin import expose
 from flask_admin.contrib.sqla import ModelView
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from admin.list_args import StrictListArgsMixin
 from admin.views import format_timestamp
-from app.db import unit_of_work
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_uuid
 from app.domain.rbac import Principal
-from app.models import User
-from app.services import audit
+from app.services import management
 from app.services.identity import principal_for
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -85,29 +81,15 @@ class ManagedModelView(StrictListArgsMixin, ModelView):
     def write(
         self, verb: str, change: Callable[[Session, Principal], T], **details: Any
     ) -> T | None:
-        """Run `change(session, actor)` in one unit of work; its result, or None after a
-        refusal, which is audited as `<subject>.<verb>_refused` and flashed."""
+        """Run `change(session, actor)` through `management.write` (one unit of work, a
+        refusal audited as `<subject>.<verb>_refused`): its result, or None after a
+        refusal, which is flashed."""
         actor = principal_for(current_user)
         try:
-            with unit_of_work() as session:
-                return change(session, actor)
-        except IntegrityError:
-            # A concurrent change got there first (a duplicate name, say): nothing written.
-            log.info("%s %s lost to a concurrent change", self.audit_subject, verb, exc_info=True)
-            refusal = DomainError(
-                409, "a concurrent change conflicts with this one: reload and retry"
-            )
-        except DomainError as error:
-            refusal = error
-        audit.record_refusal(
-            f"{self.audit_subject}.{verb}_refused",
-            refusal,
-            actor=actor,
-            execution_id=None,
-            **details,
-        )
-        flash(refusal.message, "error")
-        return None
+            return management.write(self.audit_subject, verb, actor, change, **details)
+        except DomainError as refusal:
+            flash(refusal.message, "error")
+            return None
 
 
 def _not_offered(view: Any, what: str) -> Any:
@@ -139,22 +121,3 @@ class ReadOnlyMixin(NoDeleteMixin):
     @expose("/edit/", methods=("GET", "POST"))
     def edit_view(self) -> Any:
         return _not_offered(self, "read-only: nothing here can be edited")
-
-
-def keep_own_admin_rights(session: Session, actor: Principal) -> None:
-    """Refuse a change that leaves the acting admin unable to administer (deactivated, or
-    without `admin:*` through their groups): nobody can lock every admin out, since
-    whoever makes a change is still an admin after it. Call it after the change,
-    before the unit of work commits."""
-    session.flush()
-    user = session.get(User, actor.user_id) if actor.user_id is not None else None
-    if user is None:
-        return
-    if not user.is_active:
-        raise DomainError(409, "you cannot deactivate your own account: ask another admin")
-    if not principal_for(user).is_admin:
-        raise DomainError(
-            409,
-            "this change would take admin:* away from you, and with it this panel: "
-            "ask another admin to make it",
-        )

@@ -6,83 +6,27 @@ person; deactivating stops them signing in and ends their sessions, and can be u
 
 Passwords are never shown: not in the list, not on the edit form (there is no field
 holding the hash), not echoed back after a refusal. They are set through a password
-field, hashed by `app.services.identity` (argon2, the function the CLI's `users
-create` and `users set-password` use); an edit with the field left empty keeps the
-old hash.
+field, hashed by `app.services.identity` (argon2); an edit with the field left empty
+keeps the old hash. Every write is `app.services.management`'s, the CLI's `users
+create`, `set-password` and `deactivate` call the same functions, and each is audited.
 
 An admin cannot lock themselves out: deactivating their own account, or taking
-`admin:*` away from themselves, is refused (`keep_own_admin_rights`).
+`admin:*` away from themselves, is refused (`management.keep_own_admin_rights`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from admin.manage.base import ManagedModelView, NoDeleteMixin, keep_own_admin_rights
+from admin.manage.base import ManagedModelView, NoDeleteMixin
 from admin.manage.forms import UserCreateForm, UserEditForm
 from admin.security import AdminRequiredMixin
-from app.domain.errors import DomainError
-from app.domain.rbac import Principal
 from app.models import Group, User
-from app.services import audit, identity
+from app.services import management
 
 
 def _group_names(groups: list[Group]) -> list[str]:
     return sorted(group.name for group in groups)
-
-
-def create_user(
-    session: Session, actor: Principal, email: str, password: str, groups: list[Group]
-) -> User:
-    """Add the user through `identity.create_user` (normalized email, argon2 hash)."""
-    user = identity.create_user(session, email, password, [group.name for group in groups])
-    audit.record(
-        session,
-        "user.created",
-        actor=actor,
-        details={"user_id": str(user.id), "email": user.email, "groups": _group_names(groups)},
-    )
-    return user
-
-
-def update_user(
-    session: Session,
-    actor: Principal,
-    user_id: Any,
-    *,
-    is_active: bool,
-    groups: list[Group],
-    new_password: str | None,
-) -> User:
-    """Apply an edit. Deactivating or a new password ends the user's sessions."""
-    user = session.get(User, user_id, with_for_update=True, populate_existing=True)
-    if user is None:
-        raise DomainError(404, f"no user with id {user_id}")
-    changes: dict[str, Any] = {}
-    if is_active != user.is_active:
-        changes["is_active"] = [user.is_active, is_active]
-        if is_active:
-            user.is_active = True
-        else:
-            identity.deactivate(session, user.email)
-    before, after = _group_names(user.groups), _group_names(groups)
-    if before != after:
-        changes["groups"] = [before, after]
-        user.groups = list(groups)
-    if new_password:
-        identity.set_password(session, user.email, new_password)
-        changes["password"] = "changed"  # noqa: S105  (that it changed, never what to)
-    keep_own_admin_rights(session, actor)
-    if changes:
-        audit.record(
-            session,
-            "user.updated",
-            actor=actor,
-            details={"user_id": str(user.id), "email": user.email, "changes": changes},
-        )
-    return user
 
 
 def _groups_column(_view: Any, _context: Any, model: User, _name: str) -> str:
@@ -114,8 +58,8 @@ class UserAdminView(AdminRequiredMixin, NoDeleteMixin, ManagedModelView):
         email = form.email.data or ""
         created = self.write(
             "create",
-            lambda session, actor: create_user(
-                session, actor, email, form.password.data or "", list(form.groups.data)
+            lambda session, actor: management.create_user(
+                session, actor, email, form.password.data or "", _group_names(form.groups.data)
             ),
             email=email.strip().lower()[:320],
         )
@@ -125,7 +69,7 @@ class UserAdminView(AdminRequiredMixin, NoDeleteMixin, ManagedModelView):
         user_id = model.id
         updated = self.write(
             "update",
-            lambda session, actor: update_user(
+            lambda session, actor: management.update_user(
                 session,
                 actor,
                 user_id,

@@ -1,13 +1,17 @@
-"""`flask groups create`."""
+"""`flask groups create`: `app.services.management`'s write, audited with the CLI as the
+actor (`cli`), a refusal too."""
 
 from __future__ import annotations
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.orm import Session
 
 from app.cli.common import refusals_exit_nonzero
-from app.db import unit_of_work
-from app.services import identity
+from app.domain.inputs import clean_text
+from app.domain.rbac import Principal
+from app.services import management
+from app.services.management import CLI_ACTOR
 
 groups_cli = AppGroup("groups", help="Manage groups and their permissions.")
 
@@ -28,9 +32,12 @@ groups_cli = AppGroup("groups", help="Manage groups and their permissions.")
 @refusals_exit_nonzero
 def create_group_command(name: str, permissions: tuple[str, ...], restrict_defaults: bool) -> None:
     """Create a group NAME granting the given permissions."""
-    with unit_of_work() as session:
-        group = identity.create_group(
-            session, name, permissions, restricts_defaults=restrict_defaults
+    name = clean_text(name, "group name")
+
+    def create(session: Session, actor: Principal) -> str:
+        group = management.create_group(
+            session, actor, name, permissions, restricts_defaults=restrict_defaults
         )
-        summary = f"created group {group.name}: {', '.join(group.permissions) or '(none)'}"
-    click.echo(summary)
+        return f"created group {group.name}: {', '.join(group.permissions) or '(none)'}"
+
+    click.echo(management.write("group", "create", CLI_ACTOR, create, name=name.strip()[:100]))

@@ -1,17 +1,22 @@
-"""`flask users create|set-password|deactivate`."""
+"""`flask users create|set-password|deactivate`: `app.services.management`'s writes,
+audited with the CLI as the actor (`cli`), refusals too."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.orm import Session
 
 from app.cli.common import refusals_exit_nonzero, stdin_text
-from app.db import unit_of_work
 from app.domain.inputs import clean_text
-from app.services import identity
+from app.domain.rbac import Principal
+from app.models import normalize_email
+from app.services import management
+from app.services.management import CLI_ACTOR
 
 users_cli = AppGroup("users", help="Manage users.")
 
@@ -40,12 +45,20 @@ def create_user_command(
     if admin and ADMIN_GROUP not in groups:
         groups.append(ADMIN_GROUP)
     password = _read_password(password_stdin)
-    with unit_of_work() as session:
-        user = identity.create_user(session, email, password, groups)
+
+    def create(session: Session, actor: Principal) -> str:
+        user = management.create_user(session, actor, email, password, groups)
         summary = f"created user {user.email} ({user.id})"
         if user.groups:
             summary += " in " + ", ".join(group.name for group in user.groups)
-    click.echo(summary)
+        return summary
+
+    click.echo(_write_user("create", email, create))
+
+
+def _write_user(verb: str, email: str, change: Callable[[Session, Principal], str]) -> str:
+    """`change` as the CLI, its refusal audited as `user.<verb>_refused`."""
+    return management.write("user", verb, CLI_ACTOR, change, email=normalize_email(email)[:320])
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -79,10 +92,12 @@ def set_password_command(email: str, password_stdin: bool) -> None:
     """Give EMAIL a new password; every session they had ends."""
     email = clean_text(email, "email")
     password = _read_password(password_stdin)
-    with unit_of_work() as session:
-        user = identity.set_password(session, email, password)
-        summary = f"new password for {user.email}; their sessions have ended"
-    click.echo(summary)
+
+    def set_password(session: Session, actor: Principal) -> str:
+        user = management.set_password(session, actor, email, password)
+        return f"new password for {user.email}; their sessions have ended"
+
+    click.echo(_write_user("update", email, set_password))
 
 
 @users_cli.command("deactivate")
@@ -90,7 +105,10 @@ def set_password_command(email: str, password_stdin: bool) -> None:
 @refusals_exit_nonzero
 def deactivate_command(email: str) -> None:
     """Stop EMAIL from signing in; every session they had ends."""
-    with unit_of_work() as session:
-        user = identity.deactivate(session, clean_text(email, "email"))
-        summary = f"deactivated {user.email}; their sessions have ended"
-    click.echo(summary)
+    email = clean_text(email, "email")
+
+    def deactivate(session: Session, actor: Principal) -> str:
+        user = management.deactivate(session, actor, email)
+        return f"deactivated {user.email}; their sessions have ended"
+
+    click.echo(_write_user("update", email, deactivate))
