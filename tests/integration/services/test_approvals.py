@@ -22,7 +22,7 @@ from sqlalchemy import select
 from app.db import fresh_read, unit_of_work
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression
-from app.services.approvals import EXECUTE_TASK
+from app.task_names import EXECUTE as EXECUTE_TASK
 from tests.factories import make_execution, make_suppression, make_user, recommendation
 from tests.support.commands import REPO, product_env
 

@@ -62,7 +62,9 @@ NO_FOUR_EYES = ApprovalPolicy()
 
 def execute(execution_id, providers: ProviderRegistry, policy=NO_FOUR_EYES):
     with unit_of_work() as session:
-        started = executor.start(session, execution_id, policy=policy, now=utcnow())
+        started = executor.start(
+            session, execution_id, owner="test-run", policy=policy, now=utcnow()
+        )
     if not isinstance(started, executor.Run):
         return started
     return executor.run(started, providers)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from app.db import fresh_read, unit_of_work, utcnow
 from app.domain.approvals import ApprovalPolicy
+from app.domain.staleness import UNSTARTED_AFTER
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression
 from app.services import executor, maintenance
@@ -101,14 +102,23 @@ def test_unstarted_approved_rows_are_found_and_started_once(app, committed_db):
         )
         fresh = make_execution(session, Status.APPROVED, recommendations=[recommendation()])
 
-    with fresh_read() as session:
-        found = maintenance.unstarted_executions(session, now=utcnow(), after=timedelta(minutes=2))
-    assert found == [lost.execution_id]
+    with unit_of_work() as session:
+        found = maintenance.recover_lapsed_work(session, now=utcnow())
+    assert found.executions == [lost.execution_id]
+    with unit_of_work() as session:  # handed to the broker: not again until that lapses
+        assert not maintenance.recover_lapsed_work(session, now=utcnow())
+    with unit_of_work() as session:
+        later = utcnow() + UNSTARTED_AFTER + timedelta(seconds=1)
+        # Both have waited longer than a healthy queue takes by then.
+        again = maintenance.recover_lapsed_work(session, now=later).executions
+        assert set(again) == {lost.execution_id, fresh.execution_id}
 
     # Beat may queue it while its first task arrives after all: one start wins.
     started = twice_at_once(
         app,
-        lambda s: executor.start(s, lost.execution_id, policy=ApprovalPolicy(), now=utcnow()),
+        lambda s: executor.start(
+            s, lost.execution_id, owner="test-run", policy=ApprovalPolicy(), now=utcnow()
+        ),
     )
     assert sum(isinstance(run, executor.Run) for run in started) == 1
     assert row_status(lost.execution_id) == Status.RUNNING

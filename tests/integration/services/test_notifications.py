@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 
 from app.db import utcnow
-from app.domain.outbox import LOST_AFTER, SENDING_STALE_AFTER
+from app.domain.staleness import LEASE_TTL, UNSTARTED_AFTER
 from app.domain.statuses import Status
 from app.mail import SendFailure, send_message
 from app.models import ApprovalToken, Notification, PurchaseExecution
-from app.services import deliveries, maintenance, notifications
+from app.services import deliveries, notifications
 from tests.factories import (
     link_opens,
     make_account,
@@ -48,11 +48,15 @@ def owed_row(session) -> PurchaseExecution:
     return row
 
 
-def lost_approval_emails(session, *, now, after) -> list:
-    """The executions whose approval email beat would queue again."""
+OWNER = "test-run"
+
+
+def lost_approval_emails(session, *, now) -> list:
+    """The executions whose approval email the sweep queues again (it hands them back
+    to the broker as it finds them)."""
     return [
         execution_id
-        for kind, execution_id in maintenance.lost_emails(session, now=now, after=after)
+        for kind, execution_id in notifications.lapsed_emails(session, now=now)
         if kind == "approval"
     ]
 
@@ -69,17 +73,20 @@ def test_a_claimed_email_cannot_be_claimed_again_until_settled(db_session, outbo
     row = owed_row(db_session)
     now = utcnow()
     (first,) = notifications.claim_approval_email(
-        db_session, row.execution_id, settings=outbox, now=now
+        db_session, row.execution_id, owner="run-1", settings=outbox, now=now
     )
     assert first.attempt == 1
+    # Another task, while the first one's lease stands (its heartbeat renews it).
     again = notifications.claim_approval_email(
-        db_session, row.execution_id, settings=outbox, now=now + timedelta(minutes=1)
+        db_session, row.execution_id, owner="run-2", settings=outbox, now=now + LEASE_TTL / 2
     )
     assert again == []
     deliveries.record_sent(db_session, first, now=now)
-    later = now + SENDING_STALE_AFTER + timedelta(minutes=1)
+    later = now + LEASE_TTL + timedelta(minutes=1)
     assert (
-        notifications.claim_approval_email(db_session, row.execution_id, settings=outbox, now=later)
+        notifications.claim_approval_email(
+            db_session, row.execution_id, owner="run-2", settings=outbox, now=later
+        )
         == []
     )
 
@@ -94,22 +101,22 @@ def test_beat_leaves_an_email_in_backoff_alone_and_takes_a_lost_one(db_session, 
     row.created_at = now - timedelta(minutes=30)
     db_session.flush()
     (email,) = notifications.claim_approval_email(
-        db_session, row.execution_id, settings=outbox, now=now
+        db_session, row.execution_id, owner=OWNER, settings=outbox, now=now
     )
     long_wait = outbox.with_overrides(email_retry_base_seconds=3600)
     failure = SendFailure("451 4.3.0 try again later", permanent=False)
     wait = deliveries.record_failure(db_session, email, failure, settings=long_wait, now=now)
     assert wait == 600  # each wait is capped at 10 minutes
     during = now + timedelta(minutes=9)
-    assert lost_approval_emails(db_session, now=during, after=timedelta(0)) == []
+    assert lost_approval_emails(db_session, now=during) == []
     assert (
         notifications.claim_approval_email(
-            db_session, row.execution_id, settings=outbox, now=during
+            db_session, row.execution_id, owner=OWNER, settings=outbox, now=during
         )
         == []
     )
-    lost = now + timedelta(seconds=wait) + LOST_AFTER + timedelta(seconds=1)
-    assert lost_approval_emails(db_session, now=lost, after=timedelta(0)) == [row.execution_id]
+    lost = now + timedelta(seconds=wait) + UNSTARTED_AFTER + timedelta(seconds=1)
+    assert lost_approval_emails(db_session, now=lost) == [row.execution_id]
 
 
 def test_a_copy_sent_twice_after_a_crash_has_links_that_work_in_both(db_session, outbox, mailbox):
@@ -120,15 +127,13 @@ def test_a_copy_sent_twice_after_a_crash_has_links_that_work_in_both(db_session,
     row = owed_row(db_session)
     now = utcnow()
     (first,) = notifications.claim_approval_email(
-        db_session, row.execution_id, settings=outbox, now=now
+        db_session, row.execution_id, owner=OWNER, settings=outbox, now=now
     )
     send_message(outbox, first.message)  # ... and the worker dies here
-    stale = now + SENDING_STALE_AFTER + timedelta(seconds=1)
-    assert lost_approval_emails(db_session, now=stale + LOST_AFTER, after=timedelta(0)) == [
-        row.execution_id
-    ]
+    stale = now + LEASE_TTL + timedelta(seconds=1)  # no heartbeat renewed the lease
+    assert lost_approval_emails(db_session, now=stale) == [row.execution_id]
     (second,) = notifications.claim_approval_email(
-        db_session, row.execution_id, settings=outbox, now=stale
+        db_session, row.execution_id, owner=OWNER, settings=outbox, now=stale
     )
     assert second.attempt == 2
     send_message(outbox, second.message)
@@ -163,7 +168,7 @@ def test_malformed_recommendations_fail_the_row_with_the_reason(
     row.recommendations = recommendations
     db_session.flush()
     claimed = notifications.claim_approval_email(
-        db_session, row.execution_id, settings=outbox, now=utcnow()
+        db_session, row.execution_id, owner=OWNER, settings=outbox, now=utcnow()
     )
     assert claimed == [] and mailbox.messages == []
     failed = db_session.get(PurchaseExecution, row.execution_id, populate_existing=True)
@@ -174,7 +179,7 @@ def test_malformed_recommendations_fail_the_row_with_the_reason(
 def test_each_link_records_the_recipient_the_link_page_names_as_approver(db_session, outbox):
     row = owed_row(db_session)
     (email,) = notifications.claim_approval_email(
-        db_session, row.execution_id, settings=outbox, now=utcnow()
+        db_session, row.execution_id, owner=OWNER, settings=outbox, now=utcnow()
     )
     tokens = db_session.scalars(
         select(ApprovalToken).where(ApprovalToken.token_hash.in_(email.token_hashes))

@@ -51,7 +51,7 @@ def ended_row(
 def claim(session, row, settings, *, now=None):
     """Claim the row's outcome email as the task does (now, unless the test says when)."""
     return notifications.claim_outcome_email(
-        session, row.execution_id, settings=settings, now=now or utcnow()
+        session, row.execution_id, owner="test-run", settings=settings, now=now or utcnow()
     )
 
 

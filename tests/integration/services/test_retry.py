@@ -17,12 +17,14 @@ from app.models import (
     AuditEvent,
     PurchaseExecution,
     PurchaseSuppression,
-    RetryRequest,
+    RetryBatch,
+    RetryBatchItem,
     User,
 )
-from app.services import audit, retry, successors
+from app.services import audit, retry, retry_settle, successors
 from app.services.identity import principal_for
 from tests.factories import make_account, make_execution, make_plan, make_user, recommendation
+from tests.support import retries
 
 POLICY = RetryPolicy(threshold=5)
 GRACE = timedelta(days=7)
@@ -58,10 +60,23 @@ def actions(session, execution_id=None) -> list[str]:
     return list(session.scalars(query))
 
 
-def settle(session, request, now=None):
-    return retry.settle_request(
-        session, request.id, policy=POLICY, approvals=APPROVALS, grace=GRACE, now=now or utcnow()
+def settle(session, request, now=None, owner="test-run"):
+    """What the worker's task does with a single retry: lease, then settle; None when
+    there was nothing left to settle (a redelivery)."""
+    now = now or utcnow()
+    if not retry_settle.claim_chunk(session, request.id, 0, owner=owner, now=now):
+        return None
+    retry_settle.settle_chunk(
+        session,
+        request.id,
+        0,
+        owner=owner,
+        policy=POLICY,
+        approvals=APPROVALS,
+        grace=GRACE,
+        now=now,
     )
+    return retries.request_state(session, request.id)
 
 
 def count(session, model) -> int:
@@ -73,7 +88,7 @@ def test_the_three_writes(db_session):
     predecessor = failed_purchase(db_session, alice)
     requester = make_user(db_session, groups=("Purchasers",))
     principal = principal_for(requester)
-    request = retry.request_retry(
+    request = retries.request_retry(
         db_session, principal, str(predecessor.execution_id), force=False, policy=POLICY
     )
     now = utcnow()
@@ -117,7 +132,7 @@ def test_the_three_writes(db_session):
 def test_a_redelivered_request_writes_nothing_new(db_session):
     alice = make_user(db_session)
     predecessor = failed_purchase(db_session, alice)
-    request = retry.request_retry(
+    request = retries.request_retry(
         db_session, principal_for(alice), predecessor.execution_id, force=False, policy=POLICY
     )
     assert settle(db_session, request).state == "succeeded"
@@ -134,7 +149,7 @@ def test_permissions_revoked_before_the_worker_runs_reject_and_write_nothing(db_
     owner = make_user(db_session)
     predecessor = failed_purchase(db_session, owner)
     buyer = make_user(db_session, groups=("Purchasers",))
-    request = retry.request_retry(
+    request = retries.request_retry(
         db_session, principal_for(buyer), predecessor.execution_id, force=False, policy=POLICY
     )
     buyer.groups = [g for g in buyer.groups if g.name != "Purchasers"]
@@ -155,7 +170,7 @@ def test_permissions_revoked_before_the_worker_runs_reject_and_write_nothing(db_
 def test_a_deactivated_requester_is_rejected(db_session):
     alice = make_user(db_session)
     predecessor = failed_purchase(db_session, alice)
-    request = retry.request_retry(
+    request = retries.request_retry(
         db_session, principal_for(alice), predecessor.execution_id, force=False, policy=POLICY
     )
     alice.is_active = False
@@ -169,7 +184,7 @@ def test_the_worker_refuses_a_row_retried_since_the_request(db_session):
     alice = make_user(db_session)
     predecessor = failed_purchase(db_session, alice)
     first, second = (
-        retry.request_retry(
+        retries.request_retry(
             db_session, principal_for(alice), predecessor.execution_id, force=False, policy=POLICY
         )
         for _ in range(2)
@@ -190,7 +205,7 @@ def test_refusals_in_the_web_layer_are_audited_and_record_no_request(app, commit
         retry.ask_for_retry(principal_for(alice), row.execution_id, force=False)
     assert refused.value.status == 403
     with unit_of_work() as session:
-        assert count(session, RetryRequest) == 0
+        assert count(session, RetryBatch) == 0
         (event,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "retry.refused"))
         assert event.execution_id == row.execution_id
         assert event.actor_user_id == alice.id
@@ -224,7 +239,7 @@ def test_an_error_between_the_second_and_third_write_leaves_no_trace(
     with unit_of_work() as session:
         alice = make_user(session)
         predecessor = failed_purchase(session, alice)
-        request = retry.request_retry(
+        request = retries.request_retry(
             session, principal_for(alice), predecessor.execution_id, force=False, policy=POLICY
         )
 
@@ -239,5 +254,5 @@ def test_an_error_between_the_second_and_third_write_leaves_no_trace(
         assert count(session, PurchaseExecution) == 1
         assert count(session, PurchaseSuppression) == 0
         assert session.get(PurchaseExecution, predecessor.execution_id).retry_execution_id is None
-        assert session.get(RetryRequest, request.id).state == "queued"
+        assert session.get(RetryBatchItem, (request.id, 0)).state == "queued"
         assert actions(session) == ["retry.requested"]

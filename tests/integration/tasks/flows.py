@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from app.db import unit_of_work
 from app.domain.statuses import Status
-from app.models import PurchaseExecution, RetryRequest
+from app.models import PurchaseExecution
 from app.services import retry
 from app.services.identity import principal_for
 from tests.factories import make_account, make_execution, recommendation
 from tests.support.commands import wait_until
+from tests.support.retries import request_retry, request_state
 
 
 def failed_row(session, creator, **fields):
@@ -30,21 +31,19 @@ def failed_row(session, creator, **fields):
 
 def queue_retry(user, execution_id, *, force=False):
     with unit_of_work() as session:
-        request = retry.request_retry(
-            session,
-            principal_for(session.merge(user)),
-            execution_id,
-            force=force,
-            policy=retry.RetryPolicy(),
+        request = request_retry(
+            session, principal_for(session.merge(user)), execution_id, force=force
         )
-    retry.enqueue_retry(request)
+    retry.enqueue_chunks(request)
     return request.id
 
 
-def settled(request_id, timeout=30) -> RetryRequest:
+def settled(request_id, timeout=30):
+    """The request once the worker settled it (as `tests.support.retries.request_state`)."""
+
     def load():
         with unit_of_work() as session:
-            found = session.get(RetryRequest, request_id, populate_existing=True)
+            found = request_state(session, request_id)
             return found if found.state != "queued" else None
 
     return wait_until(load, timeout=timeout, what=f"retry request {request_id} to settle")

@@ -18,7 +18,7 @@ from app.domain.bulk_retry import CHUNK_SIZE
 from app.domain.errors import DomainError
 from app.domain.statuses import Status
 from app.models import AuditEvent, Notification, PurchaseExecution, PurchaseSuppression
-from app.services import approvals, bulk_retry, bulk_settle, retry, retry_batches, successors
+from app.services import approvals, retry, retry_batches, retry_settle, successors
 from app.services.identity import principal_for
 from tests.conftest import drain
 from tests.factories import make_account, make_execution, make_user, recommendation
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.worker
 def ask(user, body):
     with unit_of_work() as session:
         principal = principal_for(session.merge(user))
-    return bulk_retry.ask_for_bulk_retry(principal, body)
+    return retry.ask_for_bulk_retry(principal, body)
 
 
 def done(batch_id, timeout=60):
@@ -191,7 +191,7 @@ def test_a_redelivered_chunk_writes_nothing_twice(committed_db, celery_worker, m
     new_ids = [item["successor_execution_id"] for item in first["items"]]
     wait_until(lambda: len(approval_emails_for(mailbox, new_ids)) == 4, what="4 emails")
 
-    bulk_retry.enqueue_chunks(batch, [0])  # the broker delivers the same chunk again
+    retry.enqueue_chunks(batch, [0])  # the broker delivers the same chunk again
     drain(redis_db, ["purchases", "notifications"])  # it, and the email task it queues
     assert done(batch.id)["items"] == first["items"]
     assert set(approval_emails_for(mailbox, new_ids).values()) == {1}
@@ -245,10 +245,12 @@ def test_the_worker_checks_each_row_again_as_it_is_then(committed_db, redis_db):
         ).execution_id
         session.merge(rows[1]).created_by_user_id = make_user(session).id
     with unit_of_work() as session:
-        created = bulk_settle.settle_chunk(
+        retry_settle.claim_chunk(session, batch.id, 0, owner="test-run", now=utcnow())
+        created = retry_settle.settle_chunk(
             session,
             batch.id,
             0,
+            owner="test-run",
             policy=retry.current_policy(),
             approvals=approvals.current_policy(),
             grace=timedelta(days=7),

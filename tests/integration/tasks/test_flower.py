@@ -109,18 +109,17 @@ def final(task: Task | None) -> bool:
 
 
 def purchase_tasks(
-    flower: subprocess.Popen[str], port: int, retry_task_id: str, execution_id: str
+    flower: subprocess.Popen[str], port: int, request_id: str, execution_id: str
 ) -> tuple[Task, list[Task]] | None:
-    """The retry task (by its id) and the execute tasks of `execution_id`, as Flower's
-    API shows them, once all are in a final state. Tasks of other test runs sharing the
-    broker may be there too: only these ones count."""
+    """The retry task of `request_id` and the execute tasks of `execution_id`, as
+    Flower's API shows them, once all are in a final state. Tasks of other test runs
+    sharing the broker may be there too: only these ones count."""
     alive(flower, "Flower")
-    try:
-        retry_task: Task = flower_get(port, f"/api/task/info/{retry_task_id}")
-    except urllib.error.HTTPError as exc:
-        if exc.code != 404:  # 404: not seen yet
-            raise
+    retries: dict[str, Task] = flower_get(port, f"/api/tasks?taskname={RETRY_TASK}")
+    mine = [task for task in retries.values() if request_id in task["args"]]
+    if not mine:
         return None
+    retry_task = mine[0]
     listed: dict[str, Task] = flower_get(port, f"/api/tasks?taskname={EXECUTE_TASK}")
     executes = [task for task in listed.values() if execution_id in task["args"]]
     if final(retry_task) and executes and all(final(task) for task in executes):
@@ -138,10 +137,14 @@ def succeeded(task: Task, node: str) -> Task:
 
 
 def arguments(task: Task) -> list[str]:
-    """The task's arguments, checked to be ids (UUID strings) and nothing else."""
+    """The task's arguments, checked to be ids (UUID strings) and chunk numbers, and
+    nothing else."""
     args = ast.literal_eval(task["args"])  # Flower shows the repr the task events carry
     assert isinstance(args, list), task
-    assert all(isinstance(arg, str) and str(uuid.UUID(arg)) == arg for arg in args), task
+    assert all(
+        isinstance(arg, int) or (isinstance(arg, str) and str(uuid.UUID(arg)) == arg)
+        for arg in args
+    ), task
     assert ast.literal_eval(task["kwargs"]) == {}, task
     return args
 
@@ -190,12 +193,12 @@ def test_flower_shows_the_purchase_tasks_their_final_states_and_id_only_argument
             assert background.enqueue(EXECUTE_TASK, [str(approved.execution_id)])
 
             retry_task, executes = wait_until(
-                lambda: purchase_tasks(flower, port, request.task_id, str(approved.execution_id)),
+                lambda: purchase_tasks(flower, port, str(request.id), str(approved.execution_id)),
                 what=f"Flower to show {RETRY_TASK} and {EXECUTE_TASK} finished",
             )
 
             assert succeeded(retry_task, node)["name"] == RETRY_TASK
-            assert arguments(retry_task) == [str(request.id)]
+            assert arguments(retry_task) == [str(request.id), 0]
 
             assert len(executes) == 1, executes
             execute_task = succeeded(executes[0], node)

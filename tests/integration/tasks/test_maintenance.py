@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from app.db import fresh_read, unit_of_work, utcnow
-from app.domain.outbox import UNOWED_AFTER
-from app.domain.retry import RetryPolicy
+from app.domain.staleness import UNOWED_AFTER
 from app.domain.statuses import Status
-from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression, RetryRequest
-from app.services import retry
+from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression, RetryBatchItem
 from app.services.identity import principal_for
 from tasks.maintenance import (
-    STALLED_REQUEST_AFTER,
     expire_pending_executions,
     reap_stuck_executions,
-    requeue_lost_approval_emails,
-    requeue_stalled_retry_requests,
+    recover_lapsed_work,
 )
 from tests.factories import make_execution, make_suppression, make_user
 from tests.support.commands import wait_until
+from tests.support.retries import request_retry, request_state
 
 pytestmark = pytest.mark.worker
 
@@ -109,37 +107,41 @@ def test_beat_requeues_approval_emails_that_were_never_sent(committed_db, celery
         )
         failed = make_execution(session, Status.FAILED, created_by=owner, created_at=long_ago)
 
-    requeued = requeue_lost_approval_emails.delay().get(timeout=30)
+    requeued = recover_lapsed_work.delay().get(timeout=30)
 
-    assert requeued == [str(lost.execution_id)]
+    assert requeued["emails"] == 1
     wait_until(lambda: mailbox.messages, what="the requeued approval email")
     assert mailbox.messages[0].rcpt_tos == [owner.email]
     assert status_of(committed_db, lost.execution_id) == "pending"
     with fresh_read() as session:
         assert session.get(PurchaseExecution, lost.execution_id).notification_sent_at
-    for untouched in (fresh, sent, failed):
-        assert str(untouched.execution_id) not in requeued
+        for untouched in (fresh, sent, failed):
+            assert session.get(PurchaseExecution, untouched.execution_id).notification_sent_at in (
+                None,
+                untouched.notification_sent_at,
+            )
+    time.sleep(0.5)
+    assert len(mailbox.messages) == 1
 
 
-def test_beat_requeues_retry_requests_whose_task_was_lost(app, committed_db, celery_worker):
+def test_the_sweep_requeues_retry_requests_whose_task_was_lost(app, committed_db, celery_worker):
     with unit_of_work() as session:
         owner = make_user(session)
         row = make_execution(
             session, Status.FAILED, created_by=owner, error="capacity", recommendations=[]
         )
-        lost = retry.request_retry(
-            session, principal_for(owner), row.execution_id, force=False, policy=RetryPolicy()
-        )
-        lost.updated_at = utcnow() - STALLED_REQUEST_AFTER - timedelta(minutes=1)
+        lost = request_retry(session, principal_for(owner), row.execution_id)
+        # The broker's lease on it lapsed: no worker ever claimed it.
+        session.get(RetryBatchItem, (lost.id, 0)).lease_expires_at = utcnow()
     # The web layer committed, then the broker lost the task: nothing was ever queued.
 
-    requeued = requeue_stalled_retry_requests.delay().get(timeout=30)
+    requeued = recover_lapsed_work.delay().get(timeout=30)
 
-    assert requeued == [str(lost.id)]
+    assert requeued["chunks"] == 1
 
     def state() -> str:
         with fresh_read() as session:
-            return session.get(RetryRequest, lost.id, populate_existing=True).state
+            return request_state(session, lost.id).state
 
     wait_until(lambda: state() != "queued", what="the requeued request to settle")
     assert state() == "succeeded"

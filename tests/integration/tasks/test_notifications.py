@@ -13,7 +13,7 @@ from app.db import unit_of_work, utcnow
 from app.domain.statuses import Status
 from app.models import ApprovalToken, AuditEvent, PurchaseSuppression
 from app.services import notifications, retry
-from tasks.notifications import SEND_APPROVAL_EMAIL
+from app.task_names import SEND_APPROVAL_EMAIL
 from tests.factories import make_account, make_execution, make_user, recommendation
 from tests.integration.tasks.flows import (
     email_settled,

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from app.db import fresh_read, unit_of_work, utcnow
-from app.domain.outbox import LOST_AFTER
+from app.domain.staleness import UNSTARTED_AFTER
 from app.domain.statuses import Status
 from app.models import AuditEvent, Notification, PurchaseExecution
 from app.services import notifications
-from tasks.maintenance import requeue_lost_approval_emails
-from tasks.notifications import SEND_OUTCOME_EMAIL
+from app.task_names import SEND_OUTCOME_EMAIL
+from tasks.maintenance import recover_lapsed_work
 from tests.factories import make_account, make_execution, make_user, recommendation
 from tests.support.commands import wait_until
 
@@ -164,7 +164,7 @@ def test_beat_queues_a_lost_outcome_email_to_the_outcome_task(committed_db, cele
     """The executor committed, then the broker lost the email's task. Beat finds the
     notification still queued long past due and hands it to the task of its own kind;
     a lost approval email goes to the approval task beside it."""
-    long_ago = utcnow() - LOST_AFTER - timedelta(minutes=1)
+    long_ago = utcnow() - UNSTARTED_AFTER - timedelta(minutes=1)
     with unit_of_work() as session:
         alice = make_user(session)
         ended = ended_row(session, alice, Status.COMPLETED, error=None)
@@ -180,9 +180,9 @@ def test_beat_queues_a_lost_outcome_email_to_the_outcome_task(committed_db, cele
         for owed in session.scalars(select(Notification)):
             owed.due_at = long_ago
 
-    requeued = requeue_lost_approval_emails.delay().get(timeout=30)
+    requeued = recover_lapsed_work.delay().get(timeout=30)
 
-    assert sorted(requeued) == sorted([str(ended.execution_id), str(pending.execution_id)])
+    assert requeued["emails"] == 2
     assert settled(ended.execution_id).state == "sent"
     assert settled(pending.execution_id, "approval").state == "sent"
     time.sleep(0.5)

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import func, select
 
+from app import task_names
 from app.db import unit_of_work
 from app.domain.statuses import Status
 from app.models import (
@@ -30,6 +31,7 @@ from tests.integration.tasks.flows import (
     settled,
 )
 from tests.support.commands import start_worker, stop_worker, wait_until
+from tests.support.retries import request_retry
 
 pytestmark = pytest.mark.worker
 
@@ -83,16 +85,10 @@ def test_the_same_task_delivered_twice_creates_one_successor_and_one_email(
     with unit_of_work() as session:
         alice = make_user(session)
         predecessor = failed_row(session, alice)
-        request = retry.request_retry(
-            session,
-            principal_for(alice),
-            predecessor.execution_id,
-            force=False,
-            policy=retry.RetryPolicy(),
-        )
+        request = request_retry(session, principal_for(alice), predecessor.execution_id)
     for _ in range(2):  # what a redelivery after a lost ack looks like to the worker
         app.extensions["celery"].send_task(
-            retry.RETRY_TASK, args=[str(request.id)], task_id=request.task_id
+            task_names.RETRY, args=[str(request.id), 0], task_id="one-task-id"
         )
     done = settled(request.id)
     email_settled(done.successor_execution_id)
@@ -141,17 +137,13 @@ def test_thirty_concurrent_retries_through_two_worker_processes(
             predecessor = failed_row(session, make_user(session))
         with unit_of_work() as session:
             requests = [
-                retry.request_retry(
-                    session,
-                    principal_for(session.merge(buyer)),
-                    predecessor.execution_id,
-                    force=False,
-                    policy=retry.RetryPolicy(),
+                request_retry(
+                    session, principal_for(session.merge(buyer)), predecessor.execution_id
                 )
                 for _ in range(30)
             ]
         for request in requests:
-            retry.enqueue_retry(request)
+            retry.enqueue_chunks(request)
         outcomes = [settled(request.id, timeout=90) for request in requests]
         wait_until(lambda: mailbox.messages, timeout=30, what="the approval email")
         time.sleep(1)
