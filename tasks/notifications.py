@@ -9,7 +9,6 @@ from datetime import datetime
 from itertools import groupby
 from typing import Protocol
 
-from celery import Task
 from sqlalchemy.orm import Session
 
 from app import background
@@ -74,7 +73,7 @@ def _send(task: ProductTask, execution_id: str, claim: Claim) -> str:
     (`send_again`), so SMTP retries never spend the task's database budget.
     """
     settings = get_settings()
-    owner = task.request.id
+    owner = task.run_id
     with leases.holding(owner):
         with unit_of_work() as session:
             emails = claim(
@@ -84,9 +83,7 @@ def _send(task: ProductTask, execution_id: str, claim: Claim) -> str:
             return "nothing to send"
         sent, failed = _deliver(settings, emails)
         with unit_of_work() as session:
-            wait = deliveries.record_attempt(
-                session, sent, failed, settings=settings, now=utcnow()
-            )
+            wait = deliveries.record_attempt(session, sent, failed, settings=settings, now=utcnow())
     if sent:
         return "sent"
     if wait is None:
@@ -110,7 +107,7 @@ def _deliver(
 
 
 @database_task(SEND_APPROVAL_EMAILS, ignore_result=True)
-def send_approval_emails(task: Task, *execution_ids: str) -> dict[str, int]:
+def send_approval_emails(task: ProductTask, *execution_ids: str) -> dict[str, int]:
     """The approval emails of a bulk retry's chunk: claimed in one transaction, sent
     over one SMTP connection, recorded as sent a few dozen at a time.
 
@@ -119,8 +116,8 @@ def send_approval_emails(task: Task, *execution_ids: str) -> dict[str, int]:
     goes to `send_approval_email` after its backoff, alone.
     """
     settings = get_settings()
-    with leases.holding(task.request.id):
-        return _send_many(settings, task.request.id, [uuid.UUID(id_) for id_ in execution_ids])
+    with leases.holding(task.run_id):
+        return _send_many(settings, task.run_id, [uuid.UUID(id_) for id_ in execution_ids])
 
 
 def _send_many(settings: Settings, owner: str, execution_ids: list[uuid.UUID]) -> dict[str, int]:

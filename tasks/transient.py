@@ -81,6 +81,14 @@ class ProductTask(Task):
     retry_jitter = True
     give_up: Callable[..., None] | None = None
 
+    @property
+    def run_id(self) -> str:
+        """This run's task id, under which it holds its leases (a running task has one)."""
+        run_id = self.request.id
+        if not run_id:
+            raise RuntimeError(f"{self.name} has no task id: it is not running")
+        return run_id
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The app's own task class (app.background's) runs a task inside its Flask
         # app's context; a product task runs the same way, whichever app is current.
@@ -116,7 +124,8 @@ class ProductTask(Task):
         retrying, with `exc`). Should the broker be down, beat finds the work by its
         row and queues it again."""
         background.enqueue(self.name, args, task_id=self.request.id, countdown=countdown)
-        raise Retry(exc=exc, when=countdown)
+        # celery-types declare `when` as numbers.Real, which mypy never matches with float.
+        raise Retry(exc=exc, when=countdown)  # type: ignore[arg-type]
 
 
 def database_task(
