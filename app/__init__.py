@@ -8,12 +8,15 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 from flask import Flask
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import door, security_headers
+from app import door, http, security_headers
 from app.background import celery_init_app
 from app.config import Settings
 from app.db import db
+from app.domain.errors import DomainError
 from app.extensions import csrf, limiter, migrate
 from app.instance import FOLDER_MODE, generated_secret, make_private
 from app.providers import ProviderRegistry, default_registry
@@ -62,6 +65,10 @@ def create_app(
     csrf.init_app(app)
     limiter.init_app(app)
     security_headers.init_app(app, https=settings.app_base_url.startswith("https://"))
+    # The error handlers, for every blueprint: JSON under /api, a page elsewhere.
+    app.register_error_handler(DomainError, http.render_domain_error)
+    app.register_error_handler(CSRFError, http.csrf_error)
+    app.register_error_handler(HTTPException, http.http_error)
 
     from admin import init_admin
     from app import api, auth, cli, links

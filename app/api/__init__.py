@@ -1,18 +1,17 @@
-"""The JSON API: errors are always JSON `{error, ...details}` with the right status."""
+"""The JSON API: errors are always JSON `{error, ...details}` with the right status (the
+error handlers `create_app` registers from `app.http` answer in JSON under /api)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, request
 from flask_login import current_user
-from flask_wtf.csrf import CSRFError, validate_csrf
-from werkzeug.exceptions import HTTPException
+from flask_wtf.csrf import validate_csrf
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from app.api.schemas import DecisionBody, json_body, validate
 from app.domain.errors import DomainError
 from app.extensions import csrf, login_manager
-from app.http import is_api_request, render_domain_error
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -30,9 +29,6 @@ def init_app(app: Flask) -> None:
 
     csrf.exempt(blueprint)  # checked below, after authentication, from the header only
     app.register_blueprint(blueprint)
-    app.register_error_handler(DomainError, render_domain_error)
-    app.register_error_handler(CSRFError, _csrf_error)
-    app.register_error_handler(HTTPException, _http_error)
 
 
 def body_token() -> str | None:
@@ -70,18 +66,3 @@ def _authenticate_then_check_csrf() -> Response | None:
     except ValidationError as exc:
         raise DomainError(400, f"CSRF check failed: {exc.args[0] if exc.args else exc}") from None
     return None
-
-
-def _csrf_error(error: CSRFError) -> Response | CSRFError:
-    if not is_api_request():
-        return error
-    return render_domain_error(DomainError(400, f"CSRF check failed: {error.description}"))
-
-
-def _http_error(error: HTTPException) -> Response | HTTPException:
-    """API paths answer every HTTP error in JSON; pages keep Flask's HTML."""
-    if not is_api_request():
-        return error
-    response = jsonify(error=(error.description or error.name))
-    response.status_code = error.code or 500
-    return response
