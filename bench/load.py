@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -628,7 +629,11 @@ def measure(args: argparse.Namespace, borrowed: Borrowed) -> None:
             product.check_alive("the run")
             violations, facts = check(engine, tables, handler, load, baseline)
     base_rows, load_rows = summarize(baseline), summarize(load)
-    cpu_lines, _ = cpu_report(before, after, max(len(load.samples), 1), unit="request")
+    requests = max(len(load.samples), 1)
+    cpu_lines, per_request = cpu_report(before, after, requests, unit="request")
+    # Processes outside the run: alive throughout ("other"), or come and gone.
+    outside = (per_request.get("other processes", 0.0) + per_request["unattributed"]) * requests
+    neighbours = outside / 1000 / max((after.at - before.at) * (os.cpu_count() or 1), 1e-9)
     print()
     print(f"configuration: {processes.describe(args)}; celery beat; {args.db}")
     print("\n".join(table("baseline", baseline, base_rows)))
@@ -636,6 +641,11 @@ def measure(args: argparse.Namespace, borrowed: Borrowed) -> None:
     print("\n".join(ratios(base_rows, load_rows, load.operators)))
     print("CPU during the load:")
     print("\n".join(cpu_lines))
+    if neighbours > 0.05:
+        print(
+            f"warning: processes outside the run took {100 * neighbours:.0f}% of the machine "
+            "during the load: its numbers are not comparable (run it on a quiet machine)"
+        )
     print(f"settled {settled_in:.1f}s after the load stopped")
     print("\n".join(facts))
     if args.json:
@@ -647,6 +657,8 @@ def measure(args: argparse.Namespace, borrowed: Borrowed) -> None:
             "baseline": [row.__dict__ for row in base_rows],
             "load": [row.__dict__ for row in load_rows],
             "settle_seconds": settled_in,
+            "cpu_ms_per_request": per_request,
+            "outside_share": neighbours,
             "violations": violations,
         }
         args.json.write_text(json.dumps(numbers, indent=2, default=str))
