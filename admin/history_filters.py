@@ -14,7 +14,7 @@ from typing import Any
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_login import current_user
 from sqlalchemy import exists, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, scoped_session
 
 from app.domain.errors import DomainError
 from app.domain.rbac import PURCHASES, Principal
@@ -24,6 +24,9 @@ from app.services.executions import HistoryFilter
 from app.services.identity import principal_for
 
 Options = Callable[[], list[tuple[str, str]]]
+
+# A session, or the scoped one the panel reads through (`db.session`).
+AnySession = Session | scoped_session[Session]
 
 
 class HistoryFilterField(BaseSQLAFilter):
@@ -66,7 +69,7 @@ class HistoryFilterField(BaseSQLAFilter):
         return self._operation
 
 
-def _choices(session: Session, key: Any, label: Any) -> Options:
+def _choices(session: AnySession, key: Any, label: Any) -> Options:
     """Choices read when the list is drawn (one small query each, whatever the page
     size): accounts, plans and users are few next to executions."""
     return lambda: [(str(k), v) for k, v in session.execute(select(key, label).order_by(label))]
@@ -82,7 +85,7 @@ def sees_every_creator(principal: Principal) -> bool:
     )
 
 
-def _creator_choices(session: Session) -> Options:
+def _creator_choices(session: AnySession) -> Options:
     """The Creator filter's options for the signed-in user (`sees_every_creator`):
     the users who created at least one execution, or only the user."""
 
@@ -98,7 +101,7 @@ def _creator_choices(session: Session) -> Options:
     return choices
 
 
-def history_filters(session: Session) -> list[HistoryFilterField]:
+def history_filters(session: AnySession) -> list[HistoryFilterField]:
     """The list's filters: status, account, plan, creator and a date range."""
     execution = PurchaseExecution
     # A date, or a date and time; UTC unless it names a zone (HistoryFilter.parse).

@@ -26,11 +26,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from flask import Flask
 from flask.globals import app_ctx
-from sqlalchemy import JSON, DateTime, Engine, MetaData, String, Uuid, create_engine, event
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    MetaData,
+    Result,
+    String,
+    Table,
+    Uuid,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.compiler import compiles
@@ -43,6 +54,7 @@ from app.instance import FILE_MODE, FOLDER_MODE, make_private
 
 if TYPE_CHECKING:
     from flask.ctx import AppContext
+    from sqlalchemy.engine import CursorResult
     from werkzeug.local import LocalProxy
 
 NAMING_CONVENTION = {
@@ -147,6 +159,17 @@ def new_uuid() -> uuid.UUID:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # Every model is declared with columns, so mapped to a Table (DeclarativeBase
+        # says only FromClause, which Core's update() and insert() do not take).
+        __table__: ClassVar[Table]
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched. `Session.execute` answers DML with a
+    CursorResult, which has the count, but is typed to return a plain Result."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def _app_context_id() -> int:
