@@ -6,18 +6,25 @@
 - `csrf_from` / `page_login`: the server-rendered login form, with its CSRF token.
 - `create_user` / `submit_login` / `browser_sign_in`: for the browser tests, a user committed
   where the live server can see it, and the login page filled in through Chromium.
+- `single_retries` / `queue_single_retry`: single retries as recorded (a batch of one:
+  a `RetryBatch` of kind "single" and its one item), read back or written directly.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 from flask.testing import FlaskClient
 from playwright.sync_api import Dialog, Page, expect
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from app.db import unit_of_work
-from app.models import User
+from app.models import PurchaseExecution, RetryBatch, RetryBatchItem, User
 from tests.factories import PASSWORD, make_user
 
 # --- The JSON API ----------------------------------------------------------------------
@@ -107,3 +114,81 @@ MALFORMED_IDS = {
     "one-digit-too-long": "ffffffff-ffff-ffff-ffff-fffffffffffff",
     "slashes": "a/b/c",
 }
+
+
+# --- Single retries as recorded --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SingleRetry:
+    """A single retry as the database holds it: the batch's fields and its one item's."""
+
+    id: uuid.UUID
+    execution_id: uuid.UUID
+    state: str
+    force: bool
+    requested_by_user_id: uuid.UUID | None
+    requested_by_email: str
+    successor_execution_id: uuid.UUID | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+
+
+def single_retries(session: Session) -> list[SingleRetry]:
+    """Every retry recorded, oldest first; each must be a single retry: a batch of kind
+    "single" of one row, its one item at position 0 of chunk 0, naming that row."""
+    batches = session.scalars(
+        select(RetryBatch).order_by(RetryBatch.created_at).execution_options(populate_existing=True)
+    ).all()
+    found = []
+    for batch in batches:
+        items = session.scalars(
+            select(RetryBatchItem)
+            .where(RetryBatchItem.batch_id == batch.id)
+            .execution_options(populate_existing=True)
+        ).all()
+        assert (batch.kind, batch.total, len(items)) == ("single", 1, 1), batch
+        [item] = items
+        assert (item.position, item.chunk) == (0, 0), item
+        assert batch.selection == {"execution_id": item.execution_id}, batch.selection
+        found.append(
+            SingleRetry(
+                id=batch.id,
+                execution_id=uuid.UUID(item.execution_id),
+                state=item.state,
+                force=batch.force,
+                requested_by_user_id=batch.requested_by_user_id,
+                requested_by_email=batch.requested_by_email,
+                successor_execution_id=item.successor_execution_id,
+                lease_owner=item.lease_owner,
+                lease_expires_at=item.lease_expires_at,
+            )
+        )
+    return found
+
+
+def queue_single_retry(
+    session: Session, execution: PurchaseExecution, requester: User | None
+) -> RetryBatch:
+    """A queued single retry of `execution` by `requester` (None: by the scheduler),
+    written directly, without the retry's checks."""
+    batch = RetryBatch(
+        kind="single",
+        requested_by_user_id=requester.id if requester else None,
+        requested_by_email=requester.email if requester else "scheduler",
+        total=1,
+        selection={"execution_id": str(execution.execution_id)},
+    )
+    session.add(batch)
+    session.flush()
+    session.add(
+        RetryBatchItem(
+            batch_id=batch.id,
+            position=0,
+            chunk=0,
+            execution_id=str(execution.execution_id),
+            state="queued",
+        )
+    )
+    session.flush()
+    return batch

@@ -18,10 +18,10 @@ import redis
 from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
+from app import task_names
 from app.db import fresh_read, unit_of_work
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, PurchaseSuppression
-from app.services.approvals import EXECUTE_TASK
 from app.services.identity import find_user_by_email
 from tests.e2e.helpers import answer_next_dialog, browser_sign_in, create_user
 from tests.factories import make_execution, make_suppression, recommendation
@@ -94,7 +94,7 @@ def test_approve_confirms_then_approves_an_own_pending_row(
         "cancelled_by": None,
         "suppressions": 1,  # an approved purchase is in flight: they stay
     }
-    assert queued_executions(redis_db) == [(EXECUTE_TASK, repr([str(row_id)]))]
+    assert queued_executions(redis_db) == [(task_names.EXECUTE, repr([str(row_id)]))]
     # Back on the list, the row is no longer pending: nothing left to decide.
     expect(row_of(page, row_id)).to_be_visible()
     expect(row_of(page, row_id).locator("[data-action]")).to_have_count(0)

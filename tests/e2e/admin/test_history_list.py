@@ -10,11 +10,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import event
 
 from app.db import db
+from app.domain.bulk_retry import MAX_BATCH_ROWS
 from app.domain.statuses import Status
 from app.models import PurchasePlan
 from app.services import executions
@@ -259,9 +262,39 @@ def test_a_page_of_20_costs_the_statements_of_a_page_of_200(client, db_session):
     assert len(rows_deep) == 20 and len(deep) == len(small)
     filtered, _ = cost("page_size=200&flt0_status_equals=failed")
     assert len(filtered) == len(cost("page_size=20&flt0_status_equals=failed")[0])
-    for statement in small + large + filtered:
-        flat = " ".join(statement.split()).lower()
-        assert not ("count(" in flat and "purchase_executions" in flat), statement
+    # The list itself never counts its rows.
+    assert counts_of_executions(small + large + deep) == []
+    # A filtered list offers "Retry all N matching": N is counted, but capped (a count
+    # over at most one more row than a batch holds), never over the whole table.
+    [matching] = counts_of_executions(filtered)
+    assert re.search(r"from \(select .* limit \S+( offset \S+)?\) as \w+$", matching), matching
+    with statements_and_parameters() as seen:
+        client.get(f"{LIST}?page_size=20&flt0_status_equals=failed")
+    [parameters] = [params for statement, params in seen if counts_of_executions([statement])]
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    assert MAX_BATCH_ROWS + 1 in values
+
+
+def counts_of_executions(seen: list[str]) -> list[str]:
+    """The statements (flattened, lower case) that count rows of purchase_executions."""
+    flat = (" ".join(statement.split()).lower() for statement in seen)
+    return [s for s in flat if "count(" in s and "purchase_executions" in s]
+
+
+@contextmanager
+def statements_and_parameters() -> Iterator[list[tuple[str, Any]]]:
+    """Each statement the engine executes in the block, with its parameters."""
+    assert db.engine is not None
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def test_home_counts_each_status_within_a_cap(client, db_session, monkeypatch):

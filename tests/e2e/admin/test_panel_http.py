@@ -160,7 +160,7 @@ def test_a_page_out_of_range_answers_400(client, db_session, page):
 
 
 def test_rows_written_by_the_plain_insert_open_everywhere(client, db_session):
-    """The SPEC's plain INSERT with a dashed id. (Before, on SQLite, such a row showed
+    """The plain INSERT an operator writes, with a dashed id. (Before, on SQLite, such a row showed
     in the list but answered 404 everywhere else.)"""
     user = make_user(db_session)
     execution_id = insert_plainly(db_session, created_by=user)

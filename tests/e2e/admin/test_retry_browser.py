@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.db import unit_of_work
 from app.domain.statuses import Status
-from app.models import PurchaseExecution, RetryRequest
+from app.models import PurchaseExecution
 from app.services.identity import find_user_by_email
-from tests.e2e.helpers import answer_next_dialog, browser_sign_in, create_user
+from tests.e2e.helpers import answer_next_dialog, browser_sign_in, create_user, single_retries
 from tests.factories import make_execution, recommendation
 
 pytestmark = pytest.mark.browser
@@ -54,7 +54,7 @@ def successor_of(execution_id: uuid.UUID) -> tuple[uuid.UUID | None, int | None]
 
 def count_requests() -> int:
     with unit_of_work() as session:
-        return session.scalar(select(func.count()).select_from(RetryRequest)) or 0
+        return len(single_retries(session))
 
 
 def row_of(page: Page, execution_id: uuid.UUID):

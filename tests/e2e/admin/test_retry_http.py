@@ -15,8 +15,8 @@ from sqlalchemy import event, func, select
 
 from app.db import db
 from app.domain.statuses import Status
-from app.models import PurchaseExecution, RetryRequest
-from tests.e2e.helpers import csrf_from, page_login
+from app.models import PurchaseExecution
+from tests.e2e.helpers import csrf_from, page_login, single_retries
 from tests.factories import PASSWORD, make_execution, make_user
 
 LIST = "/admin/purchases/"
@@ -39,10 +39,6 @@ def action_cell(html: str, execution_id: uuid.UUID) -> str:
 
 def buttons_in(cell: str) -> list[str]:
     return re.findall(r'data-action="([^"]+)"', cell)
-
-
-def retry_requests(session) -> list[RetryRequest]:
-    return list(session.scalars(select(RetryRequest)))
 
 
 def post_retry(client, execution_id, *, force=False, next_url=LIST, token=True):
@@ -155,7 +151,7 @@ def test_retrying_a_failed_row_queues_exactly_one_request(client, db_session, re
 
     assert response.status_code == 302
     assert response.headers["Location"] == LIST
-    [queued] = retry_requests(db_session)
+    [queued] = single_retries(db_session)
     assert (queued.execution_id, queued.state, queued.force) == (row.execution_id, "queued", False)
     assert queued.requested_by_user_id == user.id
     assert redis_db.llen("purchases") == 1  # handed to the worker after the commit
@@ -172,7 +168,7 @@ def test_the_override_posts_with_force(client, db_session):
 
     post_retry(client, row.execution_id, force=True)
 
-    [queued] = retry_requests(db_session)
+    [queued] = single_retries(db_session)
     assert queued.force is True
 
 
@@ -199,7 +195,7 @@ def test_a_refusal_is_flashed_with_its_hint_and_records_no_request(
 
     assert response.status_code == 302
     assert flash in client.get(LIST).text
-    assert retry_requests(db_session) == []
+    assert single_retries(db_session) == []
 
 
 def test_a_forged_post_without_the_permission_changes_nothing(client, db_session, redis_db):
@@ -211,7 +207,7 @@ def test_a_forged_post_without_the_permission_changes_nothing(client, db_session
     assert response.status_code == 302
     html = client.get(LIST).text
     assert re.search(r'data-flash="error">not allowed to retry this execution: [^<]+<', html)
-    assert retry_requests(db_session) == []
+    assert single_retries(db_session) == []
     assert redis_db.llen("purchases") == 0
     db_session.refresh(row)
     assert row.retry_execution_id is None
@@ -224,7 +220,7 @@ def test_a_post_without_csrf_token_changes_nothing(client, db_session, redis_db)
     response = post_retry(client, row.execution_id, token=False)
 
     assert response.status_code == 400
-    assert retry_requests(db_session) == []
+    assert single_retries(db_session) == []
     assert redis_db.llen("purchases") == 0
     assert db_session.scalar(select(func.count()).select_from(PurchaseExecution)) == 1
 
@@ -234,7 +230,7 @@ def test_the_row_action_is_never_a_get(client, db_session):
     row = make_execution(db_session, Status.FAILED, created_by=user)
 
     assert client.get(f"/admin/purchases/retry/{row.execution_id}").status_code == 405
-    assert retry_requests(db_session) == []
+    assert single_retries(db_session) == []
 
 
 def test_the_return_url_must_stay_on_this_site(client, db_session):

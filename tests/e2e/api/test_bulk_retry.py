@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from app import task_names
 from app.db import utcnow
 from app.domain.bulk_retry import CHUNK_SIZE
 from app.domain.statuses import Status
 from app.models import AuditEvent, RetryBatch, RetryBatchItem
-from app.services.bulk_retry import CHUNK_TASK
 from tests.e2e.helpers import sign_in
 from tests.factories import make_account, make_execution, make_user, recommendation
 
@@ -43,7 +43,7 @@ def queued_chunks(redis_db) -> list[list[Any]]:
     return sorted(
         json.loads(base64.b64decode(m["body"]))[0]
         for m in messages
-        if m["headers"]["task"] == CHUNK_TASK
+        if m["headers"]["task"] == task_names.RETRY
     )
 
 

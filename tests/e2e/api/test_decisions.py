@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from app import task_names
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression
-from app.services.approvals import EXECUTE_TASK
 from app.services.identity import create_group
 from tests.e2e.helpers import MALFORMED_IDS, sign_in
 from tests.factories import make_execution, make_suppression, make_user, recommendation
@@ -136,7 +136,7 @@ def assert_decided(
     messages = queued_task_messages(redis_db)
     if action == "approve":
         [message] = messages
-        assert message["headers"]["task"] == EXECUTE_TASK
+        assert message["headers"]["task"] == task_names.EXECUTE
         assert message["headers"]["argsrepr"] == repr([str(row.execution_id)])
     else:
         assert messages == []

@@ -2,8 +2,9 @@
 
 The web half of a retry (SPEC section 3): every check in the SPEC's order, each refusal
 answered as `{error, ...details}` and recorded as a `retry.refused` audit event, and an
-accepted retry recorded as one queued `RetryRequest` handed to the worker. Nothing here
-runs a worker: the successor is the worker's to write, so none may appear.
+accepted retry recorded as one queued single retry (a batch of one) handed to the
+worker. Nothing here runs a worker: the successor is the worker's to write, so none may
+appear.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import pytest
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import func, select
 
+from app import task_names
+from app.db import utcnow
 from app.domain.retry import OPS_HINTS
 from app.domain.statuses import Status
-from app.models import AuditEvent, PurchaseExecution, RetryRequest
+from app.models import AuditEvent, PurchaseExecution, RetryBatchItem
 from app.providers import ProviderRegistry
 from app.providers.simulator import SimulatedProvider
 from app.services.identity import create_group
-from app.services.retry import RETRY_TASK
-from tests.e2e.helpers import MALFORMED_IDS, sign_in
+from tests.e2e.helpers import MALFORMED_IDS, sign_in, single_retries
 from tests.factories import (
     insert_plainly,
     make_account,
@@ -94,7 +96,7 @@ def assert_refused_and_nothing_written(
     assert event.execution_id == execution_id
     assert event.details["status"] == status
     assert event.details["error"] == body["error"]
-    assert count(session, RetryRequest) == 0
+    assert single_retries(session) == []
     assert count(session, PurchaseExecution) == executions_before
     assert audit_events(session, "retry.requested") == []
     return body
@@ -118,7 +120,7 @@ def test_no_session_is_401_before_the_csrf_token_is_looked_at(
     response = post_retry(client, csrf_header, row.execution_id)
     assert response.status_code == 401
     assert response.json == {"error": "authentication required"}
-    assert count(db_session, RetryRequest) == 0
+    assert single_retries(db_session) == []
     assert count(db_session, AuditEvent) == 0  # no actor to record: the service never ran
     assert queued_task_messages(redis_db) == []
 
@@ -386,7 +388,7 @@ def test_the_threshold_refuses_at_five_attempts_unless_forced(
     response = post_retry(client, token, row.execution_id, query)
     if accepted:
         assert response.status_code == 202, response.json
-        [queued] = db_session.scalars(select(RetryRequest)).all()
+        [queued] = single_retries(db_session)
         assert queued.force is ("force" in query)
         return
     body = assert_refused_and_nothing_written(
@@ -426,9 +428,7 @@ def test_an_accepted_retry_answers_202_and_records_one_queued_request(
     assert body["status_url"] == f"/api/purchases/retry-requests/{body['request_id']}"
     assert response.headers["Location"].endswith(body["status_url"])
 
-    [queued] = db_session.scalars(
-        select(RetryRequest).execution_options(populate_existing=True)
-    ).all()
+    [queued] = single_retries(db_session)
     assert str(queued.id) == body["request_id"]
     assert queued.state == "queued"
     assert queued.execution_id == row.execution_id
@@ -446,9 +446,12 @@ def test_an_accepted_retry_answers_202_and_records_one_queued_request(
     assert audit_events(db_session, "retry.refused") == []
 
     [message] = queued_task_messages(redis_db)
-    assert message["headers"]["task"] == RETRY_TASK
-    assert message["headers"]["id"] == queued.task_id
-    assert message["headers"]["argsrepr"] == repr([body["request_id"]])
+    assert message["headers"]["task"] == task_names.RETRY
+    assert message["headers"]["argsrepr"] == repr([body["request_id"], 0])
+    # Waiting in the broker: no worker holds it, and the sweep queues it again should
+    # none claim it before its lease lapses.
+    assert queued.lease_owner is None
+    assert queued.lease_expires_at is not None and queued.lease_expires_at > utcnow()
 
 
 def test_a_broker_outage_still_answers_202_with_the_request_kept_for_beat(
@@ -462,7 +465,7 @@ def test_a_broker_outage_still_answers_202_with_the_request_kept_for_beat(
     response = post_retry(client, sign_in(client, alice), row.execution_id)
 
     assert response.status_code == 202
-    [kept] = db_session.scalars(select(RetryRequest)).all()
+    [kept] = single_retries(db_session)
     assert (str(kept.id), kept.state) == (response.json["request_id"], "queued")
     assert queued_task_messages(redis_db) == []
 
@@ -472,7 +475,7 @@ def test_a_forced_retry_records_the_force_flag(client, db_session, alice):
     token = sign_in(client, alice)
     response = post_retry(client, token, row.execution_id, "?force=true")
     assert response.status_code == 202
-    [queued] = db_session.scalars(select(RetryRequest)).all()
+    [queued] = single_retries(db_session)
     assert queued.force is True
     [requested] = audit_events(db_session, "retry.requested")
     assert requested.details["force"] is True
@@ -495,7 +498,7 @@ def test_who_may_retry(request, client, db_session, actor_name, creator_name):
     token = sign_in(client, actor)
     response = post_retry(client, token, row.execution_id)
     assert response.status_code == 202, response.json
-    [queued] = db_session.scalars(select(RetryRequest)).all()
+    [queued] = single_retries(db_session)
     assert queued.requested_by_user_id == actor.id
 
 
@@ -511,7 +514,7 @@ def test_a_signed_in_retry_without_a_valid_csrf_token_is_refused_and_writes_noth
     response = post_retry(client, token, row.execution_id)
     assert response.status_code == 400
     assert "CSRF" in response.json["error"]
-    assert count(db_session, RetryRequest) == 0
+    assert single_retries(db_session) == []
     assert count(db_session, AuditEvent) == 0  # sign-in itself records no audit event
     assert queued_task_messages(redis_db) == []
 
@@ -527,7 +530,7 @@ def test_an_unrecognized_force_is_400_and_writes_nothing(client, db_session, ali
     response = post_retry(client, token, row.execution_id, query)
     assert response.status_code == 400
     assert response.json == {"error": "force must be true or false"}
-    assert count(db_session, RetryRequest) == 0
+    assert single_retries(db_session) == []
 
 
 def test_a_repeated_force_takes_the_first_value(client, db_session, alice):
@@ -543,7 +546,7 @@ def test_a_get_on_the_retry_url_changes_nothing(client, db_session, alice):
     response = client.get(f"/api/purchases/retry/{row.execution_id}")
     assert 400 <= response.status_code < 500
     assert "error" in response.json
-    assert count(db_session, RetryRequest) == 0
+    assert single_retries(db_session) == []
 
 
 # --- GET /api/purchases/retry-requests/<id> ------------------------------------------
@@ -578,10 +581,10 @@ def test_a_settled_rejection_shows_the_error_and_details_the_web_layer_would_giv
     client, db_session, alice
 ):
     request_id, row = queue_retry(client, db_session, alice)
-    queued = db_session.get(RetryRequest, uuid.UUID(request_id))
+    queued = db_session.get(RetryBatchItem, (uuid.UUID(request_id), 0))
     queued.state = "rejected"
     queued.error = "this execution has already been retried"
-    queued.refusal_status = 409
+    queued.status_code = 409
     queued.details = {"retry_execution_id": "11111111-1111-1111-1111-111111111111"}
     db_session.flush()
     body = client.get(f"/api/purchases/retry-requests/{request_id}").json

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.statuses import Status
 from app.models import User
-from app.services import bulk_retry, retry
+from app.services import retry
 from app.services.identity import principal_for
 from tests.e2e.helpers import sign_in
 from tests.factories import make_account, make_execution, make_user, recommendation
@@ -60,7 +60,6 @@ ROLES = {
 # refusal writes its own event).
 WATCHED_TABLES = (
     "purchase_executions",
-    "retry_requests",
     "retry_batches",
     "retry_batch_items",
     "provider_purchases",
@@ -94,7 +93,7 @@ def seed(app: Flask, session: Session, user: User | None) -> dict[str, list[str]
     with app.app_context():
         asker = principal_for(seeder)
         request = retry.ask_for_retry(asker, failed[0], force=False)
-        batch = bulk_retry.ask_for_bulk_retry(asker, {"execution_ids": [str(failed[-1])]})
+        batch = retry.ask_for_bulk_retry(asker, {"execution_ids": [str(failed[-1])]})
     return {
         "execution_id": [str(row.execution_id) for row in rows],
         "request_id": [str(request.id)],

@@ -1,4 +1,4 @@
-"""The approval email's links, end to end (SPEC section 4).
+"""The approval email's links, end to end (docs/operations.md, "The email links").
 
 A real retry through the Celery worker makes a successor and sends its approval email
 to the test SMTP server. The links are read from the text part of the message the

@@ -28,10 +28,11 @@ from app.domain.approvals import NO_APPROVER, ApprovalPolicy
 from app.domain.retry import RetryPolicy, persistent_hint
 from app.domain.statuses import Status
 from app.models import ApprovalToken, Notification, PurchaseExecution, PurchaseSuppression, User
-from app.services import link_tokens, notifications, retry
+from app.services import link_tokens, notifications, retry_settle
 from app.services.identity import create_group, deactivate, principal_for
 from tests.e2e.helpers import sign_in
 from tests.factories import make_account, make_execution, make_user, recommendation
+from tests.support.retries import request_retry, request_state
 
 POLICY = RetryPolicy(threshold=5)
 ANYONE = ApprovalPolicy()
@@ -82,18 +83,22 @@ def failed_row(session: Session, creator: User | None, *, contact: str | None = 
 def retried(
     session: Session, row: PurchaseExecution, retrier: User, approvals=ANYONE
 ) -> PurchaseExecution:
-    """The successor of `row`, retried by `retrier` through the retry service."""
-    request = retry.request_retry(
-        session, principal_for(retrier), str(row.execution_id), force=False, policy=POLICY
-    )
-    settled = retry.settle_request(
+    """The successor of `row`, retried by `retrier` through the retry service: the
+    request recorded, then its one chunk claimed and settled as the worker does."""
+    request = request_retry(session, principal_for(retrier), row.execution_id, policy=POLICY)
+    now = utcnow()
+    assert retry_settle.claim_chunk(session, request.id, 0, owner="test-worker", now=now) == 1
+    retry_settle.settle_chunk(
         session,
         request.id,
+        0,
+        owner="test-worker",
         policy=POLICY,
         approvals=approvals,
         grace=timedelta(days=7),
-        now=utcnow(),
+        now=now,
     )
+    settled = request_state(session, request.id)
     assert settled.state == "succeeded", settled.error
     successor = session.get(PurchaseExecution, settled.successor_execution_id)
     assert successor is not None
@@ -102,7 +107,7 @@ def retried(
 
 def email_to(session: Session, execution: PurchaseExecution, settings) -> list[str]:
     emails = notifications.claim_approval_email(
-        session, execution.execution_id, settings=settings, now=utcnow()
+        session, execution.execution_id, owner="test-worker", settings=settings, now=utcnow()
     )
     return [email.recipient for email in emails]
 

@@ -26,9 +26,9 @@ from werkzeug.test import TestResponse
 
 from app.db import Base, utcnow
 from app.domain.statuses import Status
-from app.models import AuditEvent, Group, RetryBatch, RetryRequest, User
+from app.models import AuditEvent, Group, RetryBatch, User
 from app.services.link_tokens import issue_links
-from tests.e2e.helpers import csrf_from, sign_in
+from tests.e2e.helpers import csrf_from, queue_single_retry, sign_in
 from tests.factories import make_account, make_execution, make_suppression, make_user
 
 ROLES = ("anonymous", "read-only", "own-only", "purchaser", "admin")
@@ -134,15 +134,7 @@ class World:
         if kind in {"unknown", "malformed"}:
             return self.execution_id(role, kind)
         execution = make_execution(self.session, Status.FAILED, created_by=self.bob)
-        requester = self.creator(role, kind)
-        request = RetryRequest(
-            execution_id=execution.execution_id,
-            requested_by_user_id=requester.id if requester else None,
-            requested_by_email=requester.email if requester else "scheduler",
-            state="queued",
-        )
-        self.session.add(request)
-        self.session.flush()
+        request = queue_single_retry(self.session, execution, self.creator(role, kind))
         return str(request.id)
 
     def retry_batch_id(self, role: str, kind: str) -> str:
