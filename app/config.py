@@ -1,8 +1,9 @@
 """Settings read from the environment (and an optional `.env`), validated once.
 
-Every setting of SPEC section 6 lives here with its embedded default. Nothing is read
-at import time: `Settings.from_env()` is called by `create_app` (or by a test with its
-own mapping), and a missing or unusable value raises `ConfigError` naming the variable.
+Every setting the product reads lives here with its embedded default (the list, with
+what each does, is the README's "Configuration"). Nothing is read at import time:
+`Settings.from_env()` is called by `create_app` (or by a test with its own mapping),
+and a missing or unusable value raises `ConfigError` naming the variable.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ against the bare three writes, on one throwaway database.
    pending successors with `notification_sent_at`, N approval notifications sent at
    their first attempt, and exactly N messages naming the N successors, each to its
    account's contact; any mismatch fails.
-5. Stops the app and runs pgbench on the three writes of SPEC section 3 in one
+5. Stops the app and runs pgbench on the three writes of a retry in one
    transaction (`bench.pgbench`), with `--clients` clients.
 6. Prints rows/s, pgbench tps, their ratio against the 0.2 target, a per-stage timeline
    (from the database's timestamps and the worker's task log lines), each task kind's

@@ -1,5 +1,5 @@
-"""The baseline: pgbench running the bare three writes of a retry (SPEC section 3) in one
-transaction, on the benchmark's own database once the product has stopped.
+"""The baseline: pgbench running the bare three writes of a retry in one transaction,
+on the benchmark's own database once the product has stopped.
 
 1. insert the successor, a pending copy of the predecessor;
 2. point the failed predecessor at it, only if nobody did so first;
@@ -7,7 +7,7 @@ transaction, on the benchmark's own database once the product has stopped.
 
 Only these three: not the outbox row the product now writes with them (`notifications`),
 nor the retry request, the audit events or anything the approval email needs. The
-ratio compares the whole product with the floor the SPEC's writes set.
+ratio compares the whole product with the floor those writes set.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from bench import BenchError, log
 
 SCRIPT = """\
--- The bare three writes of SPEC section 3, one transaction per retry, each on a
+-- The bare three writes of a retry, one transaction per retry, each on a
 -- distinct failed predecessor from the pre-seeded pool.
 SELECT p.execution_id AS pred, gen_random_uuid() AS succ
   FROM bench_pgbench_pool p WHERE p.n = (SELECT nextval('bench_pgbench_seq')) \\gset

@@ -16,7 +16,7 @@
    approval email. Then it checks N succeeded requests, N successors with
    `notification_sent_at`, N approval notifications sent at their first attempt and
    exactly N messages naming the N successors; any mismatch fails.
-5. Stops the app and runs pgbench on the three writes of SPEC section 3 in one
+5. Stops the app and runs pgbench on the three writes of a retry in one
    transaction (`bench.pgbench`).
 6. Prints retries/s, pgbench tps, their ratio against the 0.15 target, a per-stage
    timeline and the CPU time (from /proc) each process group spent per retry.

@@ -46,7 +46,7 @@ def make_execution(
 
 
 def recommendation(**overrides: Any) -> dict[str, Any]:
-    """One recommendation item as SPEC section 1 describes it."""
+    """One recommendation item, with every field an item carries."""
     item: dict[str, Any] = {
         "provider": "aws",
         "service": "ec2",
@@ -99,7 +99,7 @@ def insert_plainly(
     created_by: User | None = None,
     execution_id: str | None = None,
 ) -> str:
-    """A row written by the SPEC's plain INSERT, as an operator or outside tool types it:
+    """A row written by a plain INSERT, as an operator or outside tool types it:
     the id as dashed text, every other column left to its server default. Its id."""
     execution_id = execution_id or str(uuid.uuid4())
     session.execute(

@@ -47,8 +47,8 @@ def body_token() -> str | None:
 
 @blueprint.before_request
 def _authenticate_then_check_csrf() -> Response | None:
-    """401 before 400: a request with no session is refused as unauthenticated (SPEC
-    section 3, check 1) before its CSRF token is looked at.
+    """401 before 400: a request with no session is refused as unauthenticated (the
+    first check of every write, docs/api.md) before its CSRF token is looked at.
 
     The token must come in the `X-CSRFToken` header, never a form field: a cross-site
     page cannot set a custom header without the browser asking this site first (CORS),

@@ -1,11 +1,11 @@
-"""Approving and cancelling a pending execution (SPEC section 4): may this actor do it
-now, and if not, why.
+"""Approving and cancelling a pending execution (docs/api.md, "Approve and cancel"):
+may this actor do it now, and if not, why.
 
 Pure rules, asked by the service (`app.services.approvals`) before it writes, by the
 panel's action cell before it offers a button, and by the executor, which asks again
-whether the approver still may approve (SPEC section 2: permissions may have been
-revoked since). The checks run in the retry's order: authorization (403) before
-anything that reveals the row's state (409).
+whether the approver still may approve (permissions are read as they are at each
+check, and may have been revoked since). The checks run in the retry's order:
+authorization (403) before anything that reveals the row's state (409).
 """
 
 from __future__ import annotations

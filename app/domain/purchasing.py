@@ -1,5 +1,6 @@
-"""What the executor decides without a database (SPEC section 5): which items to buy,
-under which key, from which provider, and what the row's outcome is.
+"""What the executor decides without a database (docs/operations.md, "The executor
+and the ledger"): which items to buy, under which key, from which provider, and what
+the row's outcome is.
 
 A purchase is claimed in the ledger under `<lineage root>:<item index>` before it is
 made, so every retry of a lineage maps an item to the same key and no key is bought

@@ -2,7 +2,7 @@
 
 Pure functions of the user's permissions and the row's creator, so the web layer and
 the worker (at execution time, against the permissions as they are *then*) ask the
-same question the same way (SPEC section 2).
+same question the same way (the roles and permissions: docs/operations.md).
 """
 
 from __future__ import annotations

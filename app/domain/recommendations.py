@@ -1,4 +1,4 @@
-"""An execution's recommendations: a JSON list of objects (SPEC section 1).
+"""An execution's recommendations: a JSON list of objects, one per item to buy.
 
 The database only promises JSON: a row inserted by hand can hold `[1]` or `{}`. Such a
 row is shown as malformed and refused with this reason by every rule that would read

@@ -1,4 +1,5 @@
-"""What the Purchase History action cell shows for one row, and to whom (SPEC section 6).
+"""What the Purchase History action cell shows for one row, and to whom
+(docs/operations.md, "The panel").
 
 One decision tree, pure: the panel's template only renders the `ActionCell` it gets.
 Approve and Cancel are offered exactly when `decision_refusal` would let them through,
@@ -96,7 +97,7 @@ def action_cell(
     if retry_refusal(principal, row, policy, force=True) is None:
         button = Button(
             "force-retry",
-            f"Retried {row.retry_attempt_n}× — override",  # noqa: RUF001  (the SPEC's label)
+            f"Retried {row.retry_attempt_n}× — override",  # noqa: RUF001  (the documented label)
             f"This purchase has been retried {row.retry_attempt_n} times "
             f"(threshold {policy.threshold}). Retry it anyway?",
             force=True,

@@ -1,8 +1,9 @@
-"""The approval email's link pages (SPEC section 4): `/purchases/{approve|cancel}/<id>
-?token=...`. They need no session: the token opens the action, and the click acts as
-the email's recipient (checked at the click: an active user allowed to do it now, or an
-address that is no user's, on the token's authority alone). With four-eyes on, an
-approve link sent to a user asks them to sign in first.
+"""The approval email's link pages (docs/operations.md, "The email links"):
+`/purchases/{approve|cancel}/<id>?token=...`. They need no session: the token opens
+the action, and the click acts as the email's recipient (checked at the click: an
+active user allowed to do it now, or an address that is no user's, on the token's
+authority alone). With four-eyes on, an approve link sent to a user asks them to sign
+in first.
 
 GET shows what the link would do (the account, the totals, one line per
 recommendation) and a confirm button, and changes nothing: mail scanners open links.

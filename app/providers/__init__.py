@@ -4,8 +4,9 @@ A provider buys one recommendation item under an idempotency key and answers the
 provider's purchase id, or raises `PurchaseFailed` when it bought nothing. It declares
 whether its purchases are idempotent under that key: asked twice with one key, it buys
 once and answers the same id. Only such providers can re-drive a purchase whose outcome
-was lost (a worker died mid-purchase); redrive safety (SPEC section 3, check 7) asks the
-registry, and a provider the registry does not know is unsafe.
+was lost (a worker died mid-purchase); redrive safety (a retry's check after "already
+retried", docs/api.md) asks the registry, and a provider the registry does not know is
+unsafe.
 
 The embedded default registry is the simulator for every provider. A deployment with
 real cloud clients builds its own `ProviderRegistry` and hands it to `create_app`.

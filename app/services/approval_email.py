@@ -1,5 +1,6 @@
-"""The approval email's message (SPEC section 4): a text and an HTML part with the
-totals, one line per recommendation, and the approve and cancel links."""
+"""The approval email's message (docs/operations.md, "The email links"): a text and an
+HTML part with the totals, one line per recommendation, and the approve and cancel
+links."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ MAX_CHAIN_STEPS = 1000
 # Events are shown newest-bounded: a row refused many times keeps its latest events.
 MAX_AUDIT_EVENTS = 200
 
-# The item fields shown in their own columns, in this order (SPEC section 1).
+# The item fields shown in their own columns, in this order (the fields a recommendation
+# item carries).
 ITEM_FIELDS = (
     "service",
     "region",

@@ -1,4 +1,5 @@
-"""`flask executions approve|cancel ID --as EMAIL` as processes (SPEC section 6).
+"""`flask executions approve|cancel ID --as EMAIL` as processes (docs/operations.md,
+"Command line").
 
 The same checks as the API: exit 0 with the new status on standard output, exit 1 with
 the refusal on standard error and nothing changed.

@@ -25,7 +25,7 @@ PLAIN_INSERT = text(
     " created_by_user_id, retry_attempt_n, cloud_account_id, plan_id, step_number)"
     " VALUES (:id, 'failed', '[]', 'boom', NULL, 0, NULL, NULL, 1)"
 )
-"""The SPEC's plain INSERT, with the id as the text an operator types (`:id` is a str)."""
+"""The plain INSERT an operator writes, with the id as the text they type (`:id` is a str)."""
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Approve and cancel racing on one row (SPEC section 4), on each database.
+"""Approve and cancel racing on one row, on each database.
 
 "Of an approve and a cancel (or two approves) on one row, exactly one wins; the loser
 gets 409 with the current status." Proved the way it happens in production: two OS

@@ -1,5 +1,6 @@
 """The executor on each database: per-item outcomes, the row's status, and the ledger
-that keeps a lineage from buying one item twice (SPEC section 5).
+that keeps a lineage from buying one item twice (docs/operations.md, "The executor and
+the ledger").
 
 The cloud provider is the one thing that cannot run here: `RecordingProvider` stands in
 for it behind the product's own provider interface, and counts what it was asked to buy.

@@ -1,5 +1,6 @@
 """Beat's jobs on crafted rows, each run twice at once: every change happens once
-(SPEC section 5). Real commits, one thread per run, on each database."""
+(docs/operations.md, "Background work"). Real commits, one thread per run, on each
+database."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`purchases.execute` end to end through real workers: an approval is bought, once per
-item across a whole retry lineage, even when a worker dies mid-purchase (SPEC section 5).
+item across a whole retry lineage, even when a worker dies mid-purchase.
 """
 
 from __future__ import annotations

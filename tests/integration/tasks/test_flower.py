@@ -1,7 +1,8 @@
 """Flower, started as the Procfile starts it, asks for HTTP basic authentication
 (flowerconfig.py), DNS rebinding included, sees the product's tasks under their stable
 names with their final states, through the task events the worker sends on its own
-(celeryconfig), and every task's arguments are ids only (SPEC section 6).
+(celeryconfig), and every task's arguments are ids only (nothing secret or personal in
+a broker message or on Flower's pages).
 """
 
 from __future__ import annotations

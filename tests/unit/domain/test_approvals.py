@@ -1,4 +1,4 @@
-"""Approve and cancel decisions as the pure rules see them (SPEC sections 2 and 4)."""
+"""Approve and cancel decisions as the pure rules see them (permissions and four-eyes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The executor's pure decisions: keys, providers and the row's outcome (SPEC section 5)."""
+"""The executor's pure decisions: keys, providers and the row's outcome."""
 
 from __future__ import annotations
 

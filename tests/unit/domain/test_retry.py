@@ -1,4 +1,5 @@
-"""The retry decision over every branch, in the SPEC's order, with no database."""
+"""The retry decision over every branch, in the documented order of checks
+(docs/api.md, "Retry"), with no database."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def test_override_button_at_the_threshold():
     cell = action_cell(user(), Row(retry_attempt_n=5), POLICY)
     (button,) = cell.buttons
     assert button.action == "force-retry" and button.force
-    assert button.label == "Retried 5× — override"  # noqa: RUF001  (the SPEC's label)
+    assert button.label == "Retried 5× — override"  # noqa: RUF001  (the documented label)
     assert "threshold 5" in button.confirm
 
 
