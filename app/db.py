@@ -5,8 +5,8 @@ tests all need to own the session's lifecycle (the tests bind it to an outer
 transaction that is rolled back), and Flask-SQLAlchemy 3.1 resolves its engine before
 it looks at a session bound to a connection.
 
-Every guarantee holds on the embedded SQLite default exactly as on PostgreSQL (SPEC
-section 1), which takes three things here:
+Every guarantee holds on the embedded SQLite default exactly as on PostgreSQL, which
+takes three things here:
 
 - SQLite has no row locks, so a unit of work, the only transaction that writes, takes
   the database's write lock when it begins (`BEGIN IMMEDIATE`); reads begin deferred.

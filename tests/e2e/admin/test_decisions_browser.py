@@ -1,5 +1,5 @@
-"""Approve and Cancel in the Purchase History action cell, in Chromium (SPEC sections 4
-and 6).
+"""Approve and Cancel in the Purchase History action cell, in Chromium
+(docs/operations.md, "The panel").
 
 What an operator does: press Approve or Cancel on a pending row, answer the
 confirmation, read the flash. Dismissing the confirmation sends nothing. A user who may

@@ -106,7 +106,7 @@ def test_the_override_confirms_then_forces_a_sixth_attempt(
     page.goto(f"{live_server}/admin/purchases/")
     prompts = answer_next_dialog(page, accept=True)
     button = row_of(page, row_id).locator('[data-action="force-retry"]')
-    expect(button).to_have_text("Retried 5× — override")  # noqa: RUF001  (the SPEC's label)
+    expect(button).to_have_text("Retried 5× — override")  # noqa: RUF001  (the documented label)
     expect(row_of(page, row_id).locator('[data-action="retry"]')).to_have_count(0)
     button.click()
 

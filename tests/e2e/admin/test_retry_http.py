@@ -119,7 +119,7 @@ def test_at_the_threshold_only_the_override_is_offered(client, db_session):
     cell = action_cell(client.get(LIST).text, row.execution_id)
 
     assert buttons_in(cell) == ["force-retry"]
-    assert "Retried 5× — override" in cell  # noqa: RUF001  (the SPEC's label)
+    assert "Retried 5× — override" in cell  # noqa: RUF001  (the documented label)
     assert '<input type="hidden" name="force" value="true">' in cell
     assert 'data-attempt="5"' in cell
 

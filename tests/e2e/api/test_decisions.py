@@ -1,9 +1,9 @@
 """`POST /api/purchases/approve/<id>` and `POST /api/purchases/cancel/<id>` by session.
 
-SPEC section 4: approve moves `pending` to `approved` and queues the executor; cancel
-moves it to `cancelled` and deletes the row's suppressions in the same transaction.
-The checks run in the retry's order (401, 400, 404, 403, 409), with the RBAC of
-section 2 and the optional four-eyes rule; every refusal is answered as
+Approve moves `pending` to `approved` and queues the executor; cancel moves it to
+`cancelled` and deletes the row's suppressions in the same transaction. The checks run
+in the retry's order (401, 400, 404, 403, 409), with the roles and permissions of
+docs/operations.md and the optional four-eyes rule; every refusal is answered as
 `{error, ...details}`, recorded as an `execution.<action>_refused` audit event, and
 changes nothing else. No worker runs here: an approval's task waits in the test Redis.
 """

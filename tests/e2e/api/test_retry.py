@@ -1,6 +1,6 @@
 """`POST /api/purchases/retry/<id>` and `GET /api/purchases/retry-requests/<id>` over HTTP.
 
-The web half of a retry (SPEC section 3): every check in the SPEC's order, each refusal
+The web half of a retry: every check in the documented order (docs/api.md), each refusal
 answered as `{error, ...details}` and recorded as a `retry.refused` audit event, and an
 accepted retry recorded as one queued single retry (a batch of one) handed to the
 worker. Nothing here runs a worker: the successor is the worker's to write, so none may

@@ -1,4 +1,4 @@
-"""A link never carries more authority than its recipient (SPEC sections 3 and 4).
+"""A link never carries more authority than its recipient.
 
 The findings these tests close, each of which bought a purchase nobody allowed:
 
