@@ -67,7 +67,9 @@ def policy_from(settings: Settings, registry: ProviderRegistry) -> RetryPolicy:
     )
 
 
-def ask_for_retry(principal: Principal, raw_execution_id: str, *, force: bool) -> RetryBatch:
+def ask_for_retry(
+    principal: Principal, raw_execution_id: str | uuid.UUID, *, force: bool
+) -> RetryBatch:
     """Check one row and record its retry (a batch of one), commit, then queue it.
 
     A refusal (a `DomainError`) is recorded in the audit trail, and raised.
@@ -77,7 +79,7 @@ def ask_for_retry(principal: Principal, raw_execution_id: str, *, force: bool) -
             batch, chunks = record_batch(
                 session,
                 principal,
-                (raw_execution_id,),
+                (str(raw_execution_id),),
                 kind=SINGLE,
                 selection=None,
                 force=force,

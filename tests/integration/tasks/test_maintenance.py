@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from app.db import fresh_read, unit_of_work, utcnow
-from app.domain.staleness import UNOWED_AFTER
+from app.domain.outbox import MAX_WAIT_SECONDS
+from app.domain.staleness import MAX_RETRY_DELAY, UNOWED_AFTER
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, PurchaseSuppression, RetryBatchItem
 from app.services.identity import principal_for
@@ -18,6 +19,7 @@ from tasks.maintenance import (
     reap_stuck_executions,
     recover_lapsed_work,
 )
+from tasks.transient import DATABASE_BACKOFF_MAX_SECONDS
 from tests.factories import make_execution, make_suppression, make_user
 from tests.support.commands import wait_until
 from tests.support.retries import request_retry, request_state
@@ -44,8 +46,11 @@ def test_worker_configuration_is_at_least_once_and_json_only(app):
     assert conf.worker_prefetch_multiplier == 1
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.worker_send_task_events and conf.task_send_sent_event
+    # Redis must not hand out a delayed retry (its countdown) or a long run twice.
+    longest_countdown = max(MAX_WAIT_SECONDS, DATABASE_BACKOFF_MAX_SECONDS)
+    assert longest_countdown <= MAX_RETRY_DELAY.total_seconds()
     limit = conf.task_time_limit
-    assert conf.broker_transport_options["visibility_timeout"] > limit + 30 * 60
+    assert conf.broker_transport_options["visibility_timeout"] > limit + longest_countdown
 
 
 def test_the_worker_expires_old_pending_rows(committed_db, celery_worker, settings):
