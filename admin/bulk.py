@@ -94,7 +94,7 @@ class BulkRetryMixin:
         # retry more rows than the user chose.
         refusal = self.list_args_refusal()  # type: ignore[attr-defined]
         if refusal is not None:
-            return self.refused_list(refusal)  # type: ignore[attr-defined,no-any-return]
+            return self.refused_list(refusal)  # type: ignore[attr-defined]
         retry_body = self._retry_filter()
         if retry_body is None:
             raise DomainError(400, "filter or search the list first")

@@ -52,7 +52,7 @@ def _claim_outcome_email(
 # the tasks keep no result; Flower still sees each run.
 @database_task(SEND_APPROVAL_EMAIL, ignore_result=True)
 def send_approval_email(task: ProductTask, execution_id: str) -> str:
-    """The approval email of a pending execution (SPEC section 4)."""
+    """The approval email of a pending execution."""
     return _send(task, execution_id, notifications.claim_approval_email)
 
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from celery import Task, current_task
+from celery import current_task
 
 from app import background
 from app.config import get_settings
@@ -24,14 +24,14 @@ from app.domain.statuses import Status
 from app.providers import current_registry
 from app.services import approvals, executor, leases, retry, retry_settle
 from app.task_names import EXECUTE, RETRY, SEND_APPROVAL_EMAILS, SEND_OUTCOME_EMAIL
-from tasks.transient import database_task, is_transient_database_error
+from tasks.transient import ProductTask, database_task, is_transient_database_error
 
 log = logging.getLogger(__name__)
 
 
 def _fail_chunk(batch_id: str, chunk: int = 0, *, reason: str) -> None:
     """Give up on the chunk's items this run holds (or nobody does)."""
-    owner = current_task.request.id if current_task else ""
+    owner = (current_task.request.id if current_task else None) or ""
     with unit_of_work() as session:
         retry_settle.fail_items(
             session, uuid.UUID(batch_id), chunk, reason, owner=owner, now=utcnow()
@@ -40,7 +40,7 @@ def _fail_chunk(batch_id: str, chunk: int = 0, *, reason: str) -> None:
 
 # The outcome is recorded on the batch's items; Flower sees each run through task events.
 @database_task(RETRY, give_up=_fail_chunk, ignore_result=True)
-def retry_execution(task: Task, batch_id: str, chunk: int = 0) -> int:
+def retry_execution(task: ProductTask, batch_id: str, chunk: int = 0) -> int:
     """Settle a chunk of a retry in one transaction, under a lease on its items, then
     queue its approval emails (one task: one SMTP connection).
 
@@ -50,7 +50,7 @@ def retry_execution(task: Task, batch_id: str, chunk: int = 0) -> int:
     row fails alone.
     """
     settings = get_settings()
-    batch, owner = uuid.UUID(batch_id), task.request.id
+    batch, owner = uuid.UUID(batch_id), task.run_id
     settle = functools.partial(
         retry_settle.settle_chunk,
         batch_id=batch,
@@ -107,7 +107,7 @@ def _abandon(execution_id: str, *, reason: str) -> None:
 
 
 @database_task(EXECUTE, give_up=_abandon, ignore_result=True)
-def execute(task: Task, execution_id: str) -> str | None:
+def execute(task: ProductTask, execution_id: str) -> str | None:
     """Run an approved execution: `running` (under a lease its heartbeat renews while
     the provider works), one purchase per selected item, then its final status; its
     outcome email is queued after that commits.
@@ -117,7 +117,7 @@ def execute(task: Task, execution_id: str) -> str | None:
     for a retry that buys only what the lineage has not bought; should the worker die,
     its lease lapses and the sweep fails the row the same way.
     """
-    owner = task.request.id
+    owner = task.run_id
     with leases.holding(owner):
         with unit_of_work() as session:
             started = executor.start(

@@ -1,4 +1,4 @@
-"""Purchases over JSON: retry and bulk retry (SPEC section 3), approve and cancel
+"""Purchases over JSON: retry and bulk retry, approve and cancel
 (section 4), retry requests and batches, history, one execution."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _viewer() -> Principal:
 @blueprint.post("/purchases/retry/<path:execution_id>")
 @login_required
 @operation(
-    summary="Retry a failed execution (SPEC section 3's checks, in order)",
+    summary="Retry a failed execution (the documented checks, in order)",
     query=s.RetryQuery,
     responses={202: s.RetryQueued, **REFUSALS, 409: s.ErrorBody},
 )
@@ -60,8 +60,8 @@ def bulk_retry_executions(body: s.BulkRetryBody) -> tuple[Response, int, dict[st
     and `"force"`; answer 202 with the batch, whose rows the worker settles."""
     batch = retry.ask_for_bulk_retry(principal_for(current_user), body.as_request())
     status_url = url_for("api.retry_batch_state", batch_id=batch.id)
-    body = {"batch_id": str(batch.id), "total": batch.total, "status_url": status_url}
-    return jsonify(body), 202, {"Location": status_url}
+    answer = {"batch_id": str(batch.id), "total": batch.total, "status_url": status_url}
+    return jsonify(answer), 202, {"Location": status_url}
 
 
 @blueprint.get("/purchases/retry-batches/<path:batch_id>")

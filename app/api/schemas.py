@@ -5,12 +5,12 @@ document promises is what the API checks.
 
 Text goes through the product's one text rule (`app.domain.inputs.text_problem`). Path
 ids stay plain strings here: the services parse them (`parse_uuid`), because a
-malformed id is a refusal they audit, in the SPEC's order of checks.
+malformed id is a refusal they audit, in the documented order of checks (docs/api.md).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import pydantic_core
 from pydantic import (
@@ -81,11 +81,16 @@ def _query_text(max_length: int, **schema: Any) -> Any:
     return Annotated[text | None, BeforeValidator(_blank_is_none)]
 
 
-QueryId = _query_text(MAX_ID_TEXT, format="uuid")
-QueryMoment = _query_text(
-    64, format="date-time", description="ISO 8601 date or date-time; UTC when naive"
-)
-StatusName = Literal[tuple(status.value for status in Status)]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # what the validators below hand the code
+    QueryId = str | None
+    QueryMoment = str | None
+    StatusName = str
+else:
+    QueryId = _query_text(MAX_ID_TEXT, format="uuid")
+    QueryMoment = _query_text(
+        64, format="date-time", description="ISO 8601 date or date-time; UTC when naive"
+    )
+    StatusName = Literal[tuple(status.value for status in Status)]
 
 
 class _Request(BaseModel):
@@ -135,10 +140,13 @@ class BulkRetryBody(_Request):
         json_schema_extra={"oneOf": [{"required": ["execution_ids"]}, {"required": ["filter"]}]}
     )
 
-    execution_ids: list[ExecutionIdText] = Field(
-        default=None, min_length=1, max_length=MAX_BATCH_ROWS, json_schema_extra=_no_default
+    execution_ids: list[ExecutionIdText] = Field(  # never null: left out or a list
+        default=None,  # type: ignore[arg-type]
+        min_length=1,
+        max_length=MAX_BATCH_ROWS,
+        json_schema_extra=_no_default,
     )
-    filter: BulkFilter = Field(default=None, json_schema_extra=_no_default)
+    filter: BulkFilter = Field(default=None, json_schema_extra=_no_default)  # type: ignore[assignment]
     force: StrictBool = False
 
     @field_validator("execution_ids", mode="before")
@@ -167,7 +175,7 @@ class DecisionBody(_Request):
     """`POST /api/purchases/approve|cancel/<id>`: the approval email's token, or nothing
     (then the session decides)."""
 
-    token: Text = Field(default=None, min_length=1, json_schema_extra=_no_default)
+    token: Text = Field(default=None, min_length=1, json_schema_extra=_no_default)  # type: ignore[assignment]
 
 
 class BatchQuery(BaseModel):
@@ -293,8 +301,10 @@ class BatchState(BaseModel):
     selection: dict[str, Any] | None
     created_at: str | None
     finished_at: str | None
-    items: list[BatchItem] = Field(
-        default=None, description="left out with ?items=false", json_schema_extra=_no_default
+    items: list[BatchItem] = Field(  # left out, never null
+        default=None,  # type: ignore[arg-type]
+        description="left out with ?items=false",
+        json_schema_extra=_no_default,
     )
 
 

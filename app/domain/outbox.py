@@ -1,4 +1,4 @@
-"""Emails the product owes (the approval email of SPEC section 4, and the outcome
+"""Emails the product owes (the approval email, and the outcome
 email once an execution ends): each is settled once, sent or failed.
 
 Pure rules for the outbox in `app.services.notifications`: a notification is claimed by
@@ -42,7 +42,7 @@ MAX_WAIT_SECONDS = MAX_RETRY_DELAY.total_seconds()
 
 def backoff_seconds(retries: int, *, base: float = 1.0, cap: float = MAX_WAIT_SECONDS) -> float:
     """base, 2*base, 4*base ... capped: the wait before retry number `retries + 1`."""
-    return min(cap, base * 2**retries)
+    return float(min(cap, base * 2.0**retries))
 
 
 def gives_up(attempts: int, max_retries: int) -> bool:

@@ -1,4 +1,4 @@
-"""Retrying a failed execution (SPEC section 3): may it be retried now, and if not, why.
+"""Retrying a failed execution: may it be retried now, and if not, why.
 
 Pure rules, no database: the service (`app.services.retry`) loads the rows, asks
 `retry_refusal`, and performs the writes this module describes (the successor's
@@ -51,7 +51,9 @@ class RetryableRow(Protocol):
     retry_attempt_n: int
     error: str | None
     recommendations: Any  # a list of objects, unless the row was inserted malformed
-    account_provider: str | None
+
+    @property
+    def account_provider(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,9 @@ def retry_refusal(
 ) -> DomainError | None:
     """Why `principal` may not retry `row` now, or None if they may.
 
-    The checks run in the SPEC's order, which is part of the contract: authorization
-    comes before anything that reveals the row's state or lineage. `force` overrides
+    The checks run in the documented order (docs/api.md), which is part of the
+    contract: authorization comes before anything that reveals the row's state or
+    lineage. `force` overrides
     the threshold and nothing else.
     """
     denied = refusal(principal, Action.RETRY, row.created_by_user_id)

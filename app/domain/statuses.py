@@ -1,4 +1,4 @@
-"""The lifecycle of a purchase execution (SPEC section 1)."""
+"""The lifecycle of a purchase execution."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from app.models.leases import Leased
 class PurchaseExecution(Leased, Base):
     """One buy: it waits for approval, runs against the provider, and ends.
 
-    Every column outside the SPEC's plain INSERT has a server default, so operators and
+    Every column outside the plain INSERT operators write has a server default, so operators and
     outside tools can insert rows with SQL alone.
     """
 

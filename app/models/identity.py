@@ -32,7 +32,7 @@ class Group(Base):
     """A named set of `verb:resource` permissions.
 
     `restricts_defaults` marks a group that takes away the defaults every signed-in user
-    has (SPEC section 2): a user whose groups all add nothing but `view:purchases`, and
+    has: a user whose groups all add nothing but `view:purchases`, and
     one of which restricts, can only view.
     """
 

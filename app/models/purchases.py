@@ -1,4 +1,4 @@
-"""The ledger of purchases the executor made (SPEC section 5)."""
+"""The ledger of purchases the executor made."""
 
 from __future__ import annotations
 

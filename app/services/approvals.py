@@ -1,4 +1,4 @@
-"""Approving and cancelling a pending execution (SPEC section 4), by a signed-in user
+"""Approving and cancelling a pending execution, by a signed-in user
 (panel, JSON API, CLI) or by the link of an approval email.
 
 Each decision is one unit of work: check (`app.domain.approvals`), then one conditional
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from app import background, task_names
 from app.config import get_settings
-from app.db import unit_of_work, utcnow
+from app.db import rowcount, unit_of_work, utcnow
 from app.domain.approvals import (
     DECISIONS,
     ApprovalPolicy,
@@ -173,7 +173,7 @@ def decide_by_link(
                 )
                 .values(used_at=now)
             )
-            if consumed.rowcount != 1:  # another click of the same link got there first
+            if rowcount(consumed) != 1:  # another click of the same link got there first
                 raise DomainError(403, "this link has already been used")
             decided = _move(session, check.execution, action, actor=actor, via="link")
     except DomainError as refusal:

@@ -1,4 +1,4 @@
-"""Running an approved execution (SPEC section 5): `approved` → `running` → `completed`
+"""Running an approved execution: `approved` → `running` → `completed`
 | `partially_completed` | `failed`, one purchase per selected item through the
 provider registry.
 
@@ -30,7 +30,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.db import unit_of_work, utcnow
+from app.db import rowcount, unit_of_work, utcnow
 from app.domain import purchasing
 from app.domain.approvals import ApprovalPolicy, authority_refusal
 from app.domain.rbac import Action
@@ -70,7 +70,7 @@ def start(
     return what to run; None if it is not approved (run already, cancelled, reaped: a
     redelivered task does nothing).
 
-    The approver's authority is checked again, as it is *now* (SPEC section 2); without
+    The approver's authority is checked again, as it is *now*; without
     it, or with recommendations no executor can read, the row fails at once and this
     returns `Status.FAILED`.
     """
@@ -207,7 +207,7 @@ def _touch(session: Session, execution_id: uuid.UUID, *, now: datetime) -> bool:
         .values(updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return touched.rowcount == 1
+    return rowcount(touched) == 1
 
 
 def _write_items(
@@ -223,7 +223,7 @@ def _write_items(
         .values(recommendations=items, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return written.rowcount == 1
+    return rowcount(written) == 1
 
 
 def _finish(

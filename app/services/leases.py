@@ -27,7 +27,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import ColumnElement, and_, or_, update
 
-from app.db import unit_of_work, utcnow
+from app.db import rowcount, unit_of_work, utcnow
 from app.domain.outbox import NotificationState
 from app.domain.retry import RequestState
 from app.domain.staleness import HEARTBEAT_EVERY, LEASE_TTL, UNSTARTED_AFTER
@@ -101,7 +101,7 @@ def renew(owners: set[str], now: datetime) -> int:
                 .values(lease_expires_at=now + LEASE_TTL)
                 .execution_options(synchronize_session=False)
             )
-            renewed += result.rowcount or 0  # type: ignore[attr-defined]
+            renewed += rowcount(result)
     return renewed
 
 

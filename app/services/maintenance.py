@@ -1,4 +1,4 @@
-"""Housekeeping run by Celery beat (SPEC section 5).
+"""Housekeeping run by Celery beat.
 
 Each sweep is a conditional UPDATE ... RETURNING (`transitions.move` for statuses), so a
 row that changed since it was selected (approved a moment ago, say) is left alone, and
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.db import rowcount
 from app.domain.lockout import FAILURE_WINDOW
 from app.domain.outbox import NotificationKind
 from app.domain.retry import RequestState
@@ -149,4 +150,4 @@ def forget_old_sign_in_failures(session: Session, *, now: datetime) -> int:
             or_(LoginAttempts.locked_until.is_(None), LoginAttempts.locked_until <= now),
         )
     )
-    return result.rowcount or 0
+    return rowcount(result)

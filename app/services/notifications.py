@@ -1,6 +1,6 @@
 """The emails about an execution, through the outbox: owed, then claimed by one task.
 
-Two kinds (`app.domain.outbox.NotificationKind`): the approval email (SPEC section 4),
+Two kinds (`app.domain.outbox.NotificationKind`): the approval email,
 owed with a pending successor, and the outcome email, owed in the transaction that
 ends an execution. Recording the need in the transaction that creates it
 (`owe_approval_email`, `owe_outcome_email`) means it is never lost. A task then claims

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from app.db import rowcount
 from app.domain.approvals import ApprovalPolicy
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_uuid
@@ -53,7 +54,7 @@ def claim_chunk(
         .values(**leases.held_by(owner, now))
         .execution_options(synchronize_session=False)
     )
-    return claimed.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(claimed)
 
 
 def settle_chunk(
@@ -292,7 +293,7 @@ def fail_items(
         audit.record(
             session,
             "retry.failed",
-            execution_id=failed[0] if batch.kind == "single" else None,
+            execution_id=uuid.UUID(failed[0]) if batch.kind == "single" else None,
             details={
                 **asked_by(batch),
                 "reason": reason,

@@ -1,4 +1,4 @@
-"""The three writes of a retry (SPEC section 3), all or nothing for each row.
+"""The three writes of a retry, all or nothing for each row.
 
 1. insert the successor: `pending`, the next attempt, the lineage's creator as its
    creator (whose purchase it is) and whoever asked as `retried_by_user_id`;

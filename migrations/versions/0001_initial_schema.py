@@ -1,4 +1,4 @@
-"""Initial schema: every table of SPEC section 1, and the seeded groups of section 2.
+"""Initial schema: every table of the data model, and the seeded groups of section 2.
 
 Revision ID: 0001
 Revises:
@@ -143,7 +143,7 @@ def upgrade() -> None:
     _seed_groups()
 
 
-# The groups every deployment starts with (SPEC section 2). `Read-only` restricts: a
+# The groups every deployment starts with. `Read-only` restricts: a
 # member whose only group it is has `view:purchases` alone.
 SEEDED_GROUPS = [
     {"name": "Administrators", "permissions": ["admin:*"], "restricts_defaults": False},

@@ -1,4 +1,4 @@
-"""SQLite stores UUIDs and timestamps as PostgreSQL-comparable text (SPEC section 1).
+"""SQLite stores UUIDs and timestamps as PostgreSQL-comparable text.
 
 A UUID becomes its canonical 36-character text (SQLAlchemy's default was 32 hex
 digits), so a row inserted by hand with the usual dashed id is found. A timestamp is

@@ -142,8 +142,8 @@ def test_a_retry_killed_at_each_write_is_settled_once_soon_after_a_fresh_worker(
     with unit_of_work() as session:
         alice = make_user(session)
         row = failed_row(session, alice)
+    request = retry.ask_for_retry(principal_for(alice), str(row.execution_id), force=False)
     with held_at(backend, write, row.execution_id):
-        request = retry.ask_for_retry(principal_for(alice), str(row.execution_id), force=False)
         doomed = workers("doomed")
         until_held(backend)
         kill(doomed)
@@ -175,10 +175,10 @@ def test_a_bulk_chunk_killed_mid_way_is_settled_once_soon_after_a_fresh_worker(
     with unit_of_work() as session:
         alice = make_user(session)
         rows = [failed_row(session, alice) for _ in range(6)]
+    batch = retry.ask_for_bulk_retry(
+        principal_for(alice), {"execution_ids": [str(row.execution_id) for row in rows]}
+    )
     with held_at(backend, "link", rows[-1].execution_id):
-        batch = retry.ask_for_bulk_retry(
-            principal_for(alice), {"execution_ids": [str(row.execution_id) for row in rows]}
-        )
         doomed = workers("doomed")
         until_held(backend)
         kill(doomed)
