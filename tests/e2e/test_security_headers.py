@@ -161,6 +161,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.processes
 def test_under_an_https_base_url_https_responses_carry_hsts(settings):
     result = product_python(
         settings,

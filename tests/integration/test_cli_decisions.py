@@ -19,6 +19,9 @@ from app.task_names import EXECUTE as EXECUTE_TASK
 from tests.factories import make_execution, make_user, recommendation
 from tests.support.commands import flask_cli
 
+# Every test runs `flask --app app ...` as a process of its own.
+pytestmark = pytest.mark.processes
+
 
 def pending(session, creator, status: Status = Status.PENDING) -> PurchaseExecution:
     return make_execution(session, status, created_by=creator, recommendations=[recommendation()])

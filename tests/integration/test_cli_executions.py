@@ -9,6 +9,9 @@ from app.domain.statuses import Status
 from tests.factories import make_execution, make_user, recommendation
 from tests.support.commands import flask_cli
 
+# Every test runs `flask --app app ...` as a process of its own.
+pytestmark = pytest.mark.processes
+
 
 def failed(session, creator, **fields):
     values = {"error": "capacity", "recommendations": [recommendation()]}

@@ -231,6 +231,7 @@ def test_users_commands_refuse_an_email_that_is_not_text(cli, db_session, email)
     assert isinstance(deactivate.exception, SystemExit), deactivate.exception
 
 
+@pytest.mark.processes
 def test_users_create_prompts_twice_with_hidden_input_at_a_terminal(settings, committed_db):
     """At a terminal, with neither --password-stdin nor NEW_USER_PASSWORD, the password
     is typed twice and never echoed."""

@@ -52,6 +52,7 @@ def test_exactly_one_head():
     assert len(script.get_heads()) == 1
 
 
+@pytest.mark.processes
 def test_upgrade_downgrade_upgrade(empty_database: Settings):
     expected = {table.name for table in Base.metadata.sorted_tables} | {"alembic_version"}
     migrate(empty_database, "upgrade")
@@ -133,6 +134,7 @@ def test_emails_are_stored_lower_case(db_session):
         )
 
 
+@pytest.mark.processes
 def test_embedded_sqlite_default_migrates_in_wal_mode(tmp_path: Path, settings: Settings):
     path = tmp_path / "embedded.db"
     embedded = settings.with_overrides(database_url=f"sqlite:///{path}")
@@ -151,6 +153,7 @@ def test_embedded_sqlite_default_migrates_in_wal_mode(tmp_path: Path, settings: 
         assert conn.execute("SELECT count(*) FROM groups").fetchone()[0] == 3
 
 
+@pytest.mark.processes
 @pytest.mark.backends("sqlite")
 def test_an_existing_sqlite_database_is_migrated_to_canonical_text(empty_database: Settings):
     """A database written by the previous release (32-hex ids, CURRENT_TIMESTAMP text)
@@ -218,6 +221,7 @@ def test_a_timestamp_written_in_another_format_is_stored_canonically(db_session)
     assert stored == "2026-11-27 08:00:00.000000"
 
 
+@pytest.mark.processes
 def test_existing_successors_get_their_lineages_creator_back(empty_database: Settings):
     """Before revision 0008 a successor named its retrier as its creator, which let a
     retrier's `approve-own` approve someone else's purchase. The migration gives every

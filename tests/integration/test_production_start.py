@@ -70,6 +70,7 @@ def test_demo_start_elsewhere_seeds_nothing_and_says_how_to_make_the_first_admin
     assert db_session.scalar(select(PurchaseExecution).limit(1)) is not None
 
 
+@pytest.mark.processes
 def test_production_never_seeds_the_demo(settings, committed_db):
     seed = flask_cli(settings, "demo", "seed", APP_ENV="production")
     assert seed.returncode == 1, seed.stdout + seed.stderr
@@ -137,6 +138,7 @@ def start_embedded(settings: Settings, instance: Path) -> dict:
     return json.loads(ran.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.processes
 @pytest.mark.backends("sqlite")
 def test_the_embedded_default_seeds_the_demo_and_keeps_its_files_private(
     settings, backend, tmp_path
@@ -152,6 +154,7 @@ def test_the_embedded_default_seeds_the_demo_and_keeps_its_files_private(
     assert modes == dict.fromkeys(modes, "0o600")
 
 
+@pytest.mark.processes
 @pytest.mark.backends("sqlite")
 def test_files_an_older_version_left_world_readable_are_narrowed(settings, backend, tmp_path):
     """An instance folder from before: 0755, its database, WAL and key 0644."""

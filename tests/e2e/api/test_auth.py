@@ -299,6 +299,7 @@ print(json.dumps(answers))
 """
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("trusted", "expected"), [("1", [401, 401, 429, 401]), ("0", [401, 401, 429, 429])]
 )

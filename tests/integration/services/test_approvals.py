@@ -146,6 +146,7 @@ RACES = {
 }
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("actions", RACES.values(), ids=RACES)
 def test_of_decisions_racing_on_one_row_exactly_one_wins(settings, committed_db, redis_db, actions):
     ids = pending_rows("creator@example.com")

@@ -169,6 +169,7 @@ def test_parallel_failures_all_count(app, committed_db, email):
     assert lockout.is_locked(login_state(committed_db, email), utcnow())
 
 
+@pytest.mark.processes
 def test_unknown_emails_lock_without_redis(settings, app, committed_db):
     """Sign-in counts failures in the database alone: with Redis unreachable an unknown
     email still locks. (Before, its count lived in Redis and was silently dropped.)"""

@@ -46,12 +46,14 @@ def test_the_worker_command_consumes_every_queue_and_runs_tasks(app, worker_proc
     assert result.get(timeout=30) == [str(old.execution_id)]
 
 
+@pytest.mark.processes
 def test_a_bad_setting_stops_the_cli_and_names_the_variable(settings):
     result = flask_cli(settings, "db", "current", RETRY_THRESHOLD="five")
     assert result.returncode != 0
     assert "RETRY_THRESHOLD must be a whole number, got 'five'" in result.stderr
 
 
+@pytest.mark.processes
 def test_db_upgrade_builds_an_empty_database(fresh_database, settings, redis_db):
     target = settings.with_overrides(database_url=fresh_database("ccp_cli"))
     upgrade = flask_cli(target, "db", "upgrade")
@@ -70,6 +72,7 @@ def test_db_upgrade_builds_an_empty_database(fresh_database, settings, redis_db)
     assert "created user ops@example.com" in create.stdout
 
 
+@pytest.mark.processes
 def test_a_bad_setting_stops_the_worker_and_names_the_variable(settings):
     process = start_worker(settings, "misconfigured", RETRY_THRESHOLD="five")
     output = process.communicate(timeout=60)[0]
