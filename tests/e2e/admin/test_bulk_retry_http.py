@@ -135,3 +135,56 @@ def test_the_batch_page_is_its_requester_s_or_an_admin_s(client, db_session, app
     admin = app.test_client()
     signed_in(admin, db_session, groups=("Administrators",))
     assert admin.get(batch_url).status_code == 200
+
+
+def retry_matching(client, page: str):
+    """Press "Retry all N matching this filter" on a list page; the batch page."""
+    action = re.search(r'<form method="post" class="mb-2" action="([^"]+)"', page).group(1)
+    return client.post(
+        html.unescape(action), data={"csrf_token": csrf_from(page)}, follow_redirects=True
+    )
+
+
+def test_a_list_filtered_to_another_status_offers_no_retry_all_matching(client, db_session):
+    user = signed_in(client, db_session, groups=("Purchasers",))
+    failed(db_session, user)
+    make_execution(db_session, Status.COMPLETED, created_by=user)
+    listing = client.get(LIST).text
+    page = client.get(LIST, query_string={filter_arg(listing, "Status", "equals"): "completed"})
+    assert page.status_code == 200
+    assert 'data-action="retry-matching"' not in page.text
+    assert "matching this filter" not in page.text
+
+
+def test_retry_all_matching_a_search_retries_what_the_search_finds_as_a_history_filter(
+    client, db_session
+):
+    """The list's search and filters reach the service as the history filter they add
+    up to: an execution id searched for is that row, text is a substring of the error;
+    no status named means failed."""
+    user = signed_in(client, db_session, groups=("Purchasers",))
+    wanted = failed(db_session, user, error="Capacity gone in us-east-1a")
+    failed(db_session, user, error="Capacity gone in eu-west-1b")
+    make_execution(db_session, Status.COMPLETED, created_by=user, error="gone in us-east-1a")
+
+    by_id = client.get(LIST, query_string={"search": str(wanted.execution_id)}).text
+    assert "Retry all 1 matching this filter" in by_id
+    done = retry_matching(client, by_id)
+    assert "Retry of 1 executions: 1 queued, 0 refused" in done.text
+    # The completed row matches the text too, but only a failed row can be retried.
+    by_text = client.get(LIST, query_string={"search": "US-EAST-1A"}).text
+    assert by_text.count("data-row-actions=") == 2
+    assert "Retry all 1 matching this filter" in by_text
+    retry_matching(client, by_text)
+
+    recorded = db_session.scalars(select(RetryBatch).order_by(RetryBatch.created_at)).all()
+    assert sorted((batch.selection for batch in recorded), key=json.dumps) == sorted(
+        [
+            {"filter": {"status": "failed", "execution_id": str(wanted.execution_id)}},
+            {"filter": {"status": "failed", "error_contains": "US-EAST-1A"}},
+        ],
+        key=json.dumps,
+    )
+    items = db_session.execute(select(RetryBatchItem.batch_id, RetryBatchItem.execution_id))
+    assert {execution_id for _, execution_id in items} == {str(wanted.execution_id)}
+    assert {batch.kind for batch in recorded} == {"bulk"}

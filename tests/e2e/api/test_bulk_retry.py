@@ -174,3 +174,100 @@ def test_only_the_requester_or_an_admin_reads_a_batch(client, db_session, alice,
     assert client.get(status_url).status_code == 200
     assert client.get("/api/purchases/retry-batches/not-a-uuid").status_code == 400
     assert client.get(f"/api/purchases/retry-batches/{uuid.uuid4()}").status_code == 404
+
+
+# --- A filter is the history filter, over failed rows only ----------------------------
+
+NOT_FAILED = [status.value for status in Status if status is not Status.FAILED]
+
+
+@pytest.mark.parametrize("status", NOT_FAILED)
+def test_a_filter_naming_another_status_is_400_and_records_nothing(
+    client, db_session, alice, redis_db, status
+):
+    """Only a failed row can be retried, so such a filter could only ever retry nothing.
+    (Before: 202, a batch of that status's rows, each refused.)"""
+    make_execution(db_session, Status(status), created_by=alice, recommendations=[recommendation()])
+    token = sign_in(client, alice)
+    response = post_bulk(client, token, {"filter": {"status": status}})
+    assert response.status_code == 400, response.json
+    assert response.json == {
+        "error": f'only failed executions can be retried: "status" must be "failed", not {status!r}'
+    }
+    assert count(db_session, RetryBatch) == 0 and count(db_session, RetryBatchItem) == 0
+    [event] = db_session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "retry.batch_refused")
+    )
+    assert event.actor_user_id == alice.id and event.details["status"] == 400
+    assert queued_chunks(redis_db) == []
+
+
+@pytest.mark.parametrize("field", ["stauts", "account_id", "search", "page"])
+def test_a_field_the_history_filter_does_not_have_is_400_naming_it(
+    client, db_session, alice, redis_db, field
+):
+    """A typo must not widen the filter to every failed row."""
+    failed_row(db_session, alice)
+    token = sign_in(client, alice)
+    response = post_bulk(client, token, {"filter": {field: "failed"}})
+    assert response.status_code == 400, response.json
+    assert response.json == {"error": f"filter.{field} is not a field of this request"}
+    assert count(db_session, RetryBatch) == 0
+    assert queued_chunks(redis_db) == []
+
+
+def test_no_status_means_failed_and_the_batch_records_the_filter_it_resolved(
+    client, db_session, alice
+):
+    account = make_account(db_session)
+    row = failed_row(db_session, alice, cloud_account_id=account.id)
+    make_execution(db_session, Status.COMPLETED, created_by=alice, cloud_account_id=account.id)
+    token = sign_in(client, alice)
+
+    implicit = post_bulk(client, token, {"filter": {"cloud_account_id": str(account.id)}})
+    explicit = post_bulk(
+        client, token, {"filter": {"cloud_account_id": str(account.id), "status": "failed"}}
+    )
+    for response in (implicit, explicit):
+        assert response.status_code == 202, response.json
+        body = client.get(response.json["status_url"]).json
+        assert body["selection"] == {
+            "filter": {"status": "failed", "cloud_account_id": str(account.id)}
+        }
+        assert [item["execution_id"] for item in body["items"]] == [str(row.execution_id)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app.api.schemas.BulkFilter lacks execution_id: the API refuses it with 400",
+)
+def test_a_filter_by_execution_id_names_that_row_only(client, db_session, alice):
+    row, other = failed_row(db_session, alice), failed_row(db_session, alice)
+    token = sign_in(client, alice)
+    response = post_bulk(client, token, {"filter": {"execution_id": str(row.execution_id)}})
+    assert response.status_code == 202, response.json
+    items = client.get(response.json["status_url"]).json["items"]
+    assert [item["execution_id"] for item in items] == [str(row.execution_id)]
+    assert str(other.execution_id) not in json.dumps(items)
+
+
+def test_a_bulk_batch_is_no_retry_request_and_a_retry_request_is_one_row(client, db_session, alice):
+    """The two reads share one table: a bulk batch's id is 404 where a single retry is
+    read, and a single retry reads as the request of its one row."""
+    rows = [failed_row(db_session, alice) for _ in range(2)]
+    token = sign_in(client, alice)
+    batch = post_bulk(client, token, {"execution_ids": [str(r.execution_id) for r in rows]})
+    assert batch.status_code == 202, batch.json
+    missing = client.get(f"/api/purchases/retry-requests/{batch.json['batch_id']}")
+    assert missing.status_code == 404
+    assert missing.json == {"error": f"no retry request {batch.json['batch_id']}"}
+
+    single = client.post(
+        f"/api/purchases/retry/{rows[0].execution_id}", headers={"X-CSRFToken": token}
+    )
+    assert single.status_code == 202, single.json
+    request = client.get(single.json["status_url"]).json
+    assert (request["request_id"], request["retry_of"]) == (
+        single.json["request_id"],
+        str(rows[0].execution_id),
+    )
