@@ -47,6 +47,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from app import task_names
 from app.domain.bulk_retry import CHUNK_SIZE, MAX_BATCH_ROWS
 from bench import BenchError, log, processes, services
 from bench.cpu import ProcessGroups, cpu_report, cpu_snapshot
@@ -62,8 +63,8 @@ from tests.support.smtp import smtp_server
 TARGET_RATIO = 0.2
 # Redis databases 8 and 10-13 are other test runs' on this machine: claim one of 7..1.
 REDIS_DBS = tuple(range(7, 0, -1))
-CHUNK_TASK = "purchases.retry_batch_chunk"
-EMAILS_TASK = "notifications.send_approval_emails"
+CHUNK_TASK = task_names.RETRY
+EMAILS_TASK = task_names.SEND_APPROVAL_EMAILS
 # `[2026-11-28 10:00:00,123: INFO/ForkPoolWorker-1] Task name[id] succeeded in 0.84s: ...`
 TASK_DONE = re.compile(
     r"^\[(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/(?P<proc>[^\]]+)\] "

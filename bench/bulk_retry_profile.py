@@ -5,11 +5,12 @@ one chunk at a time, timed and profiled.
 
 `bench.bulk_retry` measures the whole pipeline; this takes it apart. On a throwaway
 database (as the benchmarks borrow one), seeded as `bench.bulk_retry` seeds it, it
-records one batch (`bulk_retry.record_batch`, the web's part, timed once) and then,
-for each chunk, does what `purchases.retry_batch_chunk` and
+records one batch (`retry.record_batch`, the web's part, timed once) and then,
+for each chunk, does what `purchases.retry_execution` and
 `notifications.send_approval_emails` do, step by step, without Celery:
 
-1. settle: `settle_chunk` + `chunk_successors` in one unit of work, then the commit;
+1. settle: `claim_chunk` (the lease, committed), then `settle_chunk` +
+   `chunk_successors` in one unit of work, then the commit;
 2. claim: `claim_approval_emails` in one unit of work (the claim UPDATE, loading the
    executions, the link tokens, rendering each message), then the commit;
 3. send: `app.mail.send_message` for each email over one kept connection, to an
@@ -60,6 +61,9 @@ from tests.support.smtp import SmtpServer, free_port
 # Redis databases 8 and 10-13 are other test runs' on this machine: claim one of 7..1.
 REDIS_DBS = tuple(range(7, 0, -1))
 STEPS = ("settle", "claim", "send", "record")
+
+# The lease owner of the steps run here, as a task run's id would be.
+OWNER = "bench-profile"
 
 
 @dataclass
@@ -222,17 +226,15 @@ def run_in_process(
     from app import create_app
     from app.config import get_settings
     from app.db import db, unit_of_work, utcnow
-    from app.domain.bulk_retry import BulkSelection
     from app.mail import send_message
     from app.models import User
     from app.services import (
         approval_email,
         approvals,
-        bulk_retry,
-        bulk_settle,
         deliveries,
         notifications,
         retry,
+        retry_settle,
     )
     from app.services.identity import principal_for
     from tasks.notifications import RECORD_SENT_EVERY
@@ -261,10 +263,12 @@ def run_in_process(
         def record(ids: Sequence[uuid.UUID]) -> tuple[uuid.UUID, list[int], float]:
             started = time.perf_counter()
             with unit_of_work() as session:
-                batch, chunks = bulk_retry.record_batch(
+                batch, chunks = retry.record_batch(
                     session,
                     principal,
-                    BulkSelection(execution_ids=tuple(str(i) for i in ids)),
+                    tuple(str(i) for i in ids),
+                    kind=retry.BULK,
+                    selection={"execution_ids": len(ids)},
                     force=False,
                     policy=policy,
                     now=utcnow(),
@@ -294,22 +298,25 @@ def run_in_process(
             meter.find_backends()
             with step("settle"):
                 with unit_of_work() as session:
-                    bulk_settle.settle_chunk(
+                    retry_settle.claim_chunk(session, batch_id, number, owner=OWNER, now=utcnow())
+                with unit_of_work() as session:
+                    retry_settle.settle_chunk(
                         session,
                         batch_id,
                         number,
+                        owner=OWNER,
                         policy=policy,
                         approvals=approvals.current_policy(),
                         grace=grace,
                         now=utcnow(),
                     )
-                    created = bulk_settle.chunk_successors(session, batch_id, number)
+                    created = retry_settle.chunk_successors(session, batch_id, number)
                     committing = commit_mark("settle")
                 commit_done("settle", committing)
             with step("claim"):
                 with unit_of_work() as session:
                     emails = notifications.claim_approval_emails(
-                        session, created, settings=settings, now=utcnow()
+                        session, created, owner=OWNER, settings=settings, now=utcnow()
                     )
                     committing = commit_mark("claim")
                 commit_done("claim", committing)

@@ -118,15 +118,18 @@ class Retries:
 
 SINGLE = Retries(
     "retry request",
-    "SELECT execution_id, state, error, successor_execution_id,"
-    " created_at AS asked_at, finished_at AS settled_at FROM retry_requests",
+    "SELECT CAST(i.execution_id AS uuid) AS execution_id, i.state, i.error,"
+    " i.successor_execution_id, b.created_at AS asked_at, i.settled_at"
+    " FROM retry_batch_items i JOIN retry_batches b ON b.id = i.batch_id"
+    " WHERE b.kind = 'single'",
 )
 # An item keeps the id as it was given (text); the benchmarks give only valid ids.
 BULK = Retries(
     "batch item",
     "SELECT CAST(execution_id AS uuid) AS execution_id, state, error,"
     " successor_execution_id, CAST(NULL AS timestamptz) AS asked_at, settled_at"
-    " FROM retry_batch_items",
+    " FROM retry_batch_items i JOIN retry_batches b ON b.id = i.batch_id"
+    " WHERE b.kind = 'bulk'",
 )
 
 

@@ -272,3 +272,75 @@ def test_existing_successors_get_their_lineages_creator_back(empty_database: Set
         assert before == {root: owner, middle: first_retrier, latest: second_retrier}
     finally:
         engine.dispose()
+
+
+def test_retry_requests_become_batches_of_one_and_come_back(empty_database: Settings):
+    """Revision 0009 moves each retry request into a batch of one (same id, the item's
+    state, successor and refusal) and drops the table; a downgrade moves them back."""
+    migrate(empty_database, "upgrade", "0008")
+    user, root, successor = (str(uuid.uuid4()) for _ in range(3))
+    settled, queued = str(uuid.uuid4()), str(uuid.uuid4())
+    engine = build_engine(empty_database.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO users (id, email, password_hash) VALUES (:id, 'u@x.io', 'x')"),
+                {"id": user},
+            )
+            for row_id, attempt, next_id in ((successor, 2, None), (root, 1, successor)):
+                conn.execute(
+                    text(
+                        "INSERT INTO purchase_executions (execution_id, status, recommendations,"
+                        " retry_attempt_n, retry_execution_id)"
+                        " VALUES (:id, 'failed', '[]', :n, :next)"
+                    ),
+                    {"id": row_id, "n": attempt, "next": next_id},
+                )
+            for request_id, state, successor_id, status, details in (
+                (settled, "succeeded", successor, None, "{}"),
+                (queued, "queued", None, None, "{}"),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO retry_requests (id, execution_id, requested_by_user_id,"
+                        " requested_by_email, force, state, successor_execution_id,"
+                        " retry_attempt_n, refusal_status, details)"
+                        " VALUES (:id, :row, :user, 'u@x.io', false, :state, :successor,"
+                        " :attempt, :status, :details)"
+                    ),
+                    {
+                        "id": request_id,
+                        "row": root,
+                        "user": user,
+                        "state": state,
+                        "successor": successor_id,
+                        "attempt": 2 if successor_id else None,
+                        "status": status,
+                        "details": details,
+                    },
+                )
+        migrate(empty_database, "upgrade")
+        assert "retry_requests" not in table_names(empty_database.database_url)
+        query = text(
+            "SELECT b.id, b.kind, b.total, i.execution_id, i.state, i.successor_execution_id,"
+            " i.lease_owner FROM retry_batches b JOIN retry_batch_items i ON i.batch_id = b.id"
+        )
+        with engine.connect() as conn:
+            moved = {
+                str(r[0]): tuple(str(v) if v else v for v in r[1:]) for r in conn.execute(query)
+            }
+        assert moved == {
+            settled: ("single", "1", root, "succeeded", successor, None),
+            queued: ("single", "1", root, "queued", None, None),
+        }
+        migrate(empty_database, "downgrade", "0008")
+        query = text(
+            "SELECT id, state, successor_execution_id, retry_attempt_n FROM retry_requests"
+        )
+        with engine.connect() as conn:
+            back = {str(r[0]): (r[1], r[2] and str(r[2]), r[3]) for r in conn.execute(query)}
+        assert back == {settled: ("succeeded", successor, 2), queued: ("queued", None, None)}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM retry_batches")).scalar() == 0
+    finally:
+        engine.dispose()
