@@ -35,7 +35,7 @@ from tests.integration.faults.conftest import (
 from tests.support.commands import flask_cli, wait_until
 from tests.support.smtp import ScriptedSmtp, free_port
 
-pytestmark = pytest.mark.worker
+pytestmark = [pytest.mark.worker, pytest.mark.processes]
 
 DATABASE_RETRIED = "TransientDatabaseError"
 

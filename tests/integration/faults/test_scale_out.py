@@ -20,7 +20,7 @@ from tests.integration.faults.conftest import (
 )
 from tests.support.commands import wait_until
 
-pytestmark = pytest.mark.worker
+pytestmark = [pytest.mark.worker, pytest.mark.processes]
 
 
 @pytest.fixture
