@@ -117,13 +117,15 @@ class RetryQuery(BaseModel):
 
 
 class BulkFilter(_Request):
-    """The history filter a bulk retry selects its rows with (`status` defaults to
-    `failed`); a blank value is no filter."""
+    """The history filter a bulk retry selects its rows with: its fields are
+    `HistoryFilter`'s (a test holds them equal), over failed rows only (`status` is
+    `failed` or absent); a blank value is no filter."""
 
     status: StatusName | Literal[""] | None = None
     cloud_account_id: Text | None = Field(default=None, json_schema_extra={"format": "uuid"})
     plan_id: Text | None = Field(default=None, json_schema_extra={"format": "uuid"})
     created_by_user_id: Text | None = Field(default=None, json_schema_extra={"format": "uuid"})
+    execution_id: Text | None = Field(default=None, json_schema_extra={"format": "uuid"})
     error_contains: Text | None = Field(default=None, max_length=MAX_SEARCH_LENGTH)
     created_after: Text | None = Field(default=None, max_length=64)
     created_before: Text | None = Field(default=None, max_length=64)

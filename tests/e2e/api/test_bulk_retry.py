@@ -237,10 +237,6 @@ def test_no_status_means_failed_and_the_batch_records_the_filter_it_resolved(
         assert [item["execution_id"] for item in body["items"]] == [str(row.execution_id)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.api.schemas.BulkFilter lacks execution_id: the API refuses it with 400",
-)
 def test_a_filter_by_execution_id_names_that_row_only(client, db_session, alice):
     row, other = failed_row(db_session, alice), failed_row(db_session, alice)
     token = sign_in(client, alice)

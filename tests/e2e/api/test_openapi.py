@@ -83,10 +83,6 @@ def test_the_bulk_body_is_the_schema_the_api_checks(document):
     assert body["additionalProperties"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.api.schemas.BulkFilter lacks execution_id: the API refuses it with 400",
-)
 def test_a_bulk_filter_has_every_field_of_the_history_filter(document):
     """A bulk retry by filter selects its rows with the history filter, so the API takes
     exactly its fields: one the history filter gains is one the bulk body takes."""
