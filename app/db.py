@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -233,7 +233,11 @@ def _private_sqlite_file(path: Path) -> None:
     `-shm` files it creates the database file's mode, so the file is created here, empty
     (SQLite takes an empty file as an empty database), before SQLite ever opens it."""
     path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)  # new folders: 0700
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    # Never open a file SQLite may already hold: closing any descriptor of it drops this
+    # process's SQLite locks on it (POSIX), and another process may then delete the WAL.
+    if not path.exists():
+        with suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
     for suffix in ("", "-wal", "-shm"):
         make_private(path.with_name(path.name + suffix), FILE_MODE)
 
