@@ -7,8 +7,8 @@ the database and settled once.
   Redis would hand the unacknowledged message back only after its visibility timeout
   (over an hour); the chunk's lease, expired, is what brings it back.
 
-Both depend on the lease sweep beat runs (work whose lease expired is queued again
-within about 30 s): until it is there, they fail by timing out.
+Both rest on the lease sweep beat runs every 5 seconds (work whose lease lapsed is
+queued again within about 25 s); without it they fail by timing out.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from app import task_names
 from app.db import db
 from tests.integration.faults.conftest import lineage, lock_out_writers, seed
 from tests.support.commands import flask_cli, wait_until
@@ -24,10 +25,6 @@ from tests.support.commands import flask_cli, wait_until
 pytestmark = [
     pytest.mark.worker,
     pytest.mark.processes,
-    # Remove once beat's lease sweep is in: then they pass, and strict makes that loud.
-    pytest.mark.xfail(
-        reason="needs beat's lease sweep to queue lost or abandoned work again", strict=True
-    ),
 ]
 
 # How long recovery may take: the sweep's period and the lease's expiry, with margin.
@@ -84,7 +81,7 @@ def test_a_worker_killed_mid_chunk_leaves_its_work_to_the_other(
     with lock_out_writers(settings.database_url):
         workers = [processes.worker(settings, name, **mail_env(mailbox)) for name in ("w1", "w2")]
         busy = wait_until(
-            lambda: next((w for w in workers if "purchases.retry_batch_chunk" in w.output()), None),
+            lambda: next((w for w in workers if task_names.RETRY in w.output()), None),
             timeout=30,
             what="a worker to take the chunk",
         )
