@@ -41,7 +41,8 @@ def expire_pending(session: Session, *, now: datetime, ttl: timedelta) -> list[u
 
 
 def reap_stuck(session: Session, *, now: datetime, after: timedelta) -> list[uuid.UUID]:
-    """Fail `approved`/`running` rows untouched for longer than `after`.
+    """Fail `approved`/`running` rows untouched for longer than `after` that no live
+    lease covers (a heartbeat keeps a long provider call's row alive).
 
     The worker that held them is presumed dead. The row fails (and may be retried: the
     executor's idempotency keys make a re-drive safe) rather than sitting forever.
@@ -50,7 +51,7 @@ def reap_stuck(session: Session, *, now: datetime, after: timedelta) -> list[uui
     reason = f"reaped: no progress for more than {minutes} minutes"
     return transitions.move(
         session,
-        PurchaseExecution.updated_at < now - after,
+        and_(PurchaseExecution.updated_at < now - after, leases.lapsed(PurchaseExecution, now)),
         sources=IN_FLIGHT,
         target=Status.FAILED,
         now=now,

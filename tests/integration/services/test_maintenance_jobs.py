@@ -93,6 +93,26 @@ def test_reaping_twice_at_once_fails_a_stuck_row_once(app, committed_db, status)
     assert events("execution.reaped") == 1
 
 
+def test_a_long_run_its_heartbeat_keeps_alive_is_not_reaped(app, committed_db):
+    """A provider call may outlast REAPER_MINUTES: the lease, renewed, says the worker
+    lives; once it lapses, the row is reaped like any other."""
+    long_ago = utcnow() - timedelta(minutes=30)
+    with unit_of_work() as session:
+        alive = make_execution(
+            session,
+            Status.RUNNING,
+            updated_at=long_ago,
+            lease_owner="task-1",
+            lease_expires_at=utcnow() + timedelta(seconds=10),
+        )
+    with unit_of_work() as session:
+        assert maintenance.reap_stuck(session, now=utcnow(), after=timedelta(minutes=10)) == []
+    later = utcnow() + timedelta(seconds=11)
+    with unit_of_work() as session:
+        reaped = maintenance.reap_stuck(session, now=later, after=timedelta(minutes=10))
+    assert reaped == [alive.execution_id]
+
+
 def test_unstarted_approved_rows_are_found_and_started_once(app, committed_db):
     with unit_of_work() as session:
         lost = make_execution(
