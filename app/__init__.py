@@ -50,7 +50,8 @@ def create_app(
         # API clients keep one token for the whole session; it is bound to the session.
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=1024 * 1024,
-        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_STORAGE_URI=settings.redis.limiter_storage()[0],
+        RATELIMIT_STORAGE_OPTIONS=settings.redis.limiter_storage()[1],
     )
     app.extensions["settings"] = settings
     app.extensions["providers"] = providers or default_registry()

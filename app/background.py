@@ -31,7 +31,16 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
 
     celery_app: Celery = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object("celeryconfig")
-    celery_app.conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url)
+    sentinel = settings.redis.celery_transport_options()
+    celery_app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        broker_transport_options={**celery_app.conf.broker_transport_options, **sentinel},
+        result_backend_transport_options={
+            **celery_app.conf.result_backend_transport_options,
+            **sentinel,
+        },
+    )
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app

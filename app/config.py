@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.domain.inputs import parse_bool
 from app.domain.providers import PROVIDERS
+from app.redis_endpoint import RedisEndpoint, RedisUrlError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_APP_BASE_URL = "http://127.0.0.1:5000"
@@ -40,6 +41,8 @@ class Settings:
 
     database_url: str
     redis_url: str = DEFAULT_REDIS_URL
+    # The master a `sentinel://` REDIS_URL's Sentinels serve (app.redis_endpoint).
+    redis_sentinel_master: str | None = None
     secret_key: str | None = None
     app_base_url: str = DEFAULT_APP_BASE_URL
     smtp_host: str = "127.0.0.1"
@@ -84,11 +87,13 @@ class Settings:
         """Read and validate every setting; raise `ConfigError` on the first bad one."""
         env = os.environ if environ is None else environ
         reader = _Reader(env)
+        redis = reader.redis("REDIS_URL", "REDIS_SENTINEL_MASTER")
         settings = cls(
             database_url=normalize_database_url(
                 env.get("DATABASE_URL") or default_sqlite_url(), "DATABASE_URL"
             ),
-            redis_url=reader.url("REDIS_URL", DEFAULT_REDIS_URL, schemes={"redis", "rediss"}),
+            redis_url=redis.url,
+            redis_sentinel_master=redis.sentinel_master,
             secret_key=env.get("SECRET_KEY") or None,
             app_base_url=reader.url(
                 "APP_BASE_URL", DEFAULT_APP_BASE_URL, schemes={"http", "https"}
@@ -137,6 +142,11 @@ class Settings:
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields replaced (tests and scripts)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def redis(self) -> RedisEndpoint:
+        """Where Redis is, for Celery and the sign-in throttle."""
+        return RedisEndpoint(self.redis_url, self.redis_sentinel_master)
 
     @property
     def is_sqlite(self) -> bool:
@@ -265,6 +275,14 @@ class _Reader:
         if raw not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
         return raw
+
+    def redis(self, name: str, master_name: str) -> RedisEndpoint:
+        try:
+            return RedisEndpoint.parse(
+                self.env.get(name) or DEFAULT_REDIS_URL, self.env.get(master_name) or None
+            )
+        except RedisUrlError as problem:
+            raise ConfigError(f"{name} {problem}") from None
 
     def url(self, name: str, default: str, *, schemes: set[str]) -> str:
         raw = (self.env.get(name) or default).strip()

@@ -24,6 +24,7 @@ def product_env(settings: Settings, **extra: str) -> dict[str, str]:
     env.update(
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
+        REDIS_SENTINEL_MASTER=settings.redis_sentinel_master or "",
         SECRET_KEY=settings.secret_key or "",
     )
     env.update(extra)
