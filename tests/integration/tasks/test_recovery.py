@@ -72,8 +72,8 @@ def workers(settings, smtp_server) -> Iterator:
             stop_worker(process)
 
 
-def ready(app, process, name: str) -> float:
-    """Wait for the worker to answer a ping; the moment it did."""
+def ready(app, process, name: str) -> None:
+    """Wait for the worker to answer a ping."""
     control = app.extensions["celery"].control
     wait_until(
         lambda: (
@@ -83,7 +83,6 @@ def ready(app, process, name: str) -> float:
         timeout=60,
         what=f"worker {name}",
     )
-    return time.monotonic()
 
 
 def kill(process) -> None:
@@ -152,7 +151,8 @@ def test_a_retry_killed_at_each_write_is_settled_once_soon_after_a_fresh_worker(
         assert session.scalar(select(func.count()).select_from(PurchaseExecution)) == 1
         assert session.scalar(select(func.count()).select_from(PurchaseSuppression)) == 0
 
-    since = ready(app, workers("fresh"), "fresh")
+    since = time.monotonic()  # the fresh worker starts
+    ready(app, workers("fresh"), "fresh")
 
     def outcome():
         with unit_of_work() as session:
@@ -185,7 +185,8 @@ def test_a_bulk_chunk_killed_mid_way_is_settled_once_soon_after_a_fresh_worker(
     with unit_of_work() as session:
         assert session.scalar(select(func.count()).select_from(PurchaseExecution)) == 6
 
-    since = ready(app, workers("fresh"), "fresh")
+    since = time.monotonic()  # the fresh worker starts
+    ready(app, workers("fresh"), "fresh")
 
     def done():
         with unit_of_work() as session:
@@ -229,7 +230,8 @@ def test_an_execution_killed_mid_purchase_is_failed_soon_after_a_fresh_worker(
     kill(doomed)
     assert execution(row.execution_id).status == Status.RUNNING
 
-    since = ready(app, workers("fresh"), "fresh")
+    since = time.monotonic()  # the fresh worker starts
+    ready(app, workers("fresh"), "fresh")
     failed = wait_until(
         lambda: (found := execution(row.execution_id)).status == Status.FAILED and found,
         timeout=RECOVERY_WITHIN.total_seconds(),
@@ -270,7 +272,8 @@ def test_an_email_send_killed_mid_way_is_sent_once_soon_after_a_fresh_worker(
     finally:
         silent.close()
 
-    since = ready(app, workers("fresh"), "fresh")
+    since = time.monotonic()  # the fresh worker starts
+    ready(app, workers("fresh"), "fresh")
     wait_until(
         lambda: emails_naming(mailbox, row.execution_id),
         timeout=RECOVERY_WITHIN.total_seconds(),
