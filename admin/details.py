@@ -19,7 +19,7 @@ from flask_login import current_user
 
 from admin.row_actions import cells_for_page
 from app.domain.errors import DomainError
-from app.services import approvals, execution_details, executions, retry
+from app.services import approvals, execution_details, execution_reads, retry
 from app.services.identity import principal_for
 
 
@@ -35,7 +35,7 @@ class ExecutionDetailsMixin:
             raise DomainError(400, "pass one execution id")
         if ids:
             session = self.session  # type: ignore[attr-defined]
-            execution = executions.find_execution(session, ids[0])
+            execution = execution_reads.find_execution(session, ids[0])
             cells = cells_for_page(
                 session,
                 principal_for(current_user),

@@ -1,5 +1,5 @@
 """The Purchase History list's filters and search, as Flask-Admin filters that delegate
-to `app.services.executions.HistoryFilter`: the panel, `GET /api/history`, the CSV
+to `app.services.execution_reads.HistoryFilter`: the panel, `GET /api/history`, the CSV
 export and the bulk retry narrow the table by the same rules, parsed and applied in one
 place. A filter's cleaned value *is* a `HistoryFilter`, so the list can also hand the
 active filters to the CSV export as that filter's own query arguments.
@@ -20,7 +20,7 @@ from app.domain.errors import DomainError
 from app.domain.rbac import PURCHASES, Principal
 from app.domain.statuses import Status
 from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
-from app.services.executions import HistoryFilter
+from app.services.execution_reads import HistoryFilter
 from app.services.identity import principal_for
 
 Options = Callable[[], list[tuple[str, str]]]

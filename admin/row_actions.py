@@ -19,7 +19,7 @@ from app.domain.retry import RetryPolicy
 from app.domain.row_actions import ActionCell, action_cell
 from app.models import PurchaseExecution
 from app.services import retry_batches
-from app.services.executions import predecessors_of
+from app.services.execution_reads import predecessors_of
 
 
 def cells_for_page(

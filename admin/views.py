@@ -27,20 +27,20 @@ from app.domain.inputs import parse_bool
 from app.domain.rbac import Action
 from app.domain.statuses import Status
 from app.models import PurchaseExecution
-from app.services import approvals, executions, retry
+from app.services import approvals, execution_reads, retry
 from app.services.identity import principal_for
 
 
 class HomeView(PermissionRequiredMixin, AdminIndexView):
     """The landing page: who is signed in, and how many executions are in each state.
 
-    The counts are capped (`executions.status_counts`): exact up to the cap, "more than"
+    The counts are capped (`execution_reads.status_counts`): exact up to the cap, "more than"
     beyond it, so a visit reads a bounded slice of the status index, not the table."""
 
     @expose("/")
     def index(self) -> str:
-        cap = executions.STATUS_COUNT_CAP
-        counts = executions.status_counts(db.session(), cap)
+        cap = execution_reads.STATUS_COUNT_CAP
+        counts = execution_reads.status_counts(db.session(), cap)
         return self.render(
             "panel/home.html",
             counts=[(status.value, counts.get(status.value, 0)) for status in Status],
@@ -144,7 +144,7 @@ class PurchaseHistoryView(
 
     def get_one(self, id: str) -> PurchaseExecution:
         """The row of a details page: a malformed id answers 400, an unknown one 404."""
-        return executions.find_execution(self.session, id)
+        return execution_reads.find_execution(self.session, id)
 
     def search_placeholder(self) -> str:
         return "Execution id or error text"
@@ -160,7 +160,7 @@ class PurchaseHistoryView(
         search it refuses matches nothing (`get_list` says why, once): dropping it would
         widen the list, and the bulk retry with it."""
         try:
-            found = executions.HistoryFilter.for_search(search)
+            found = execution_reads.HistoryFilter.for_search(search)
         except DomainError:
             nothing = false()
             if count_query is not None:
@@ -192,7 +192,7 @@ class PurchaseHistoryView(
         if execute:
             if search:
                 try:
-                    executions.HistoryFilter.for_search(search)
+                    execution_reads.HistoryFilter.for_search(search)
                 except DomainError as refusal:
                     flash(f"Search not run: {refusal.message}", "error")
             session = self.session
@@ -204,8 +204,8 @@ class PurchaseHistoryView(
                     retry.current_policy(),
                     approvals.current_policy(),
                 ),
-                plan_names=executions.plan_names(session, data),
-                creator_emails=executions.creator_emails(session, data),
+                plan_names=execution_reads.plan_names(session, data),
+                creator_emails=execution_reads.creator_emails(session, data),
                 export_args=active_history_filter(
                     filters or (), self._filters or (), search
                 ).as_args(),

@@ -58,7 +58,7 @@ PAGE = 20  # "page 20": the panel's ?page=19, the API's 20th request
 # Of every 10 rows: 6 completed, 2 failed, one pending, one of the other ends in turn.
 STATUS_CYCLE = ["completed"] * 6 + ["failed"] * 2 + ["pending", "cancelled"]
 MEASURES = ("panel first page", "panel page 20", "api first page", "api page 20", "home")
-# The home page's counts are capped (executions.STATUS_COUNT_CAP per status): bounded,
+# The home page's counts are capped (execution_reads.STATUS_COUNT_CAP per status): bounded,
 # but they grow up to the cap, so the ratio target is not theirs.
 TARGETED = MEASURES[:4]
 

@@ -14,7 +14,7 @@ from app.db import db
 from app.domain.errors import DomainError
 from app.domain.rbac import Action, Principal, require
 from app.links import link_rate_limit, signed_in
-from app.services import approvals, executions, retry, retry_batches
+from app.services import approvals, execution_reads, retry, retry_batches
 from app.services.history_export import csv_lines
 from app.services.identity import principal_for
 
@@ -143,13 +143,13 @@ def history(query: s.HistoryQuery) -> Response:
     `created_before`, `execution_id`): newest first; `next` is the cursor of the
     following page (keyset: every page costs the same, however deep)."""
     _viewer()
-    filters = executions.HistoryFilter.parse(query.filter_args())
-    limit = query.limit or executions.DEFAULT_PAGE_SIZE
+    filters = execution_reads.HistoryFilter.parse(query.filter_args())
+    limit = query.limit or execution_reads.DEFAULT_PAGE_SIZE
     before = query.before
     policy = retry.current_policy()
-    page = executions.history_page(db.session(), filters, limit=limit, before=before)
+    page = execution_reads.history_page(db.session(), filters, limit=limit, before=before)
     items = [
-        executions.as_item(
+        execution_reads.as_item(
             row,
             policy,
             retry_of=page.predecessors.get(row.execution_id),
@@ -174,7 +174,7 @@ def history_export(query: s.HistoryFilterQuery) -> Response:
     cells a spreadsheet would run as formulas are neutralised). Filters are checked
     before the first byte, so a bad one is still a JSON 400."""
     _viewer()
-    filters = executions.HistoryFilter.parse(query.filter_args())
+    filters = execution_reads.HistoryFilter.parse(query.filter_args())
     lines = csv_lines(db.session(), filters)
     return Response(
         stream_with_context(lines),
@@ -194,11 +194,11 @@ def execution_detail(execution_id: str) -> Response:
     _viewer()
     policy = retry.current_policy()
     session = db.session()
-    row = executions.find_execution(session, execution_id)
-    retry_of = executions.predecessors_of(session, [row.execution_id]).get(row.execution_id)
-    creators = executions.creator_emails(session, [row])
+    row = execution_reads.find_execution(session, execution_id)
+    retry_of = execution_reads.predecessors_of(session, [row.execution_id]).get(row.execution_id)
+    creators = execution_reads.creator_emails(session, [row])
     return jsonify(
-        executions.as_item(
+        execution_reads.as_item(
             row,
             policy,
             retry_of=retry_of,

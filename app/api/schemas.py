@@ -30,7 +30,7 @@ from app.domain.bulk_retry import MAX_BATCH_ROWS, MAX_ID_TEXT
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_bool, text_problem
 from app.domain.statuses import Status
-from app.services.executions import MAX_PAGE_SIZE, MAX_SEARCH_LENGTH
+from app.services.execution_reads import MAX_PAGE_SIZE, MAX_SEARCH_LENGTH
 
 MAX_CURSOR_LENGTH = 200
 # A refusal names a field or key, never echoes a huge one back.

@@ -16,7 +16,7 @@ from app.domain.rbac import Action, Principal
 from app.domain.retry import RequestState
 from app.domain.statuses import Status
 from app.models import RetryBatch
-from app.services import approvals, executions, identity, retry, retry_batches
+from app.services import approvals, execution_reads, identity, retry, retry_batches
 
 executions_cli = AppGroup("executions", help="List, approve, cancel and retry purchase executions.")
 
@@ -29,16 +29,16 @@ class StillQueued(click.ClickException):
 
 @executions_cli.command("list")
 @click.option("--status", type=click.Choice([status.value for status in Status]))
-@click.option("--limit", type=click.IntRange(1, executions.MAX_PAGE_SIZE), default=50)
+@click.option("--limit", type=click.IntRange(1, execution_reads.MAX_PAGE_SIZE), default=50)
 def list_command(status: str | None, limit: int) -> None:
     """The newest executions: when, id, status, attempt, lineage, error and ops hint."""
     policy = retry.current_policy()
     with fresh_read() as session:
-        page = executions.history_page(
-            session, executions.HistoryFilter(status=status), limit=limit
+        page = execution_reads.history_page(
+            session, execution_reads.HistoryFilter(status=status), limit=limit
         )
         items = [
-            executions.as_item(
+            execution_reads.as_item(
                 row, policy, retry_of=page.predecessors.get(row.execution_id), creator_email=None
             )
             for row in page.rows

@@ -38,7 +38,7 @@ from app.domain.rbac import Action, Principal
 from app.domain.statuses import Status
 from app.models import ApprovalToken, PurchaseExecution
 from app.services import audit, transitions
-from app.services.executions import find_execution
+from app.services.execution_reads import find_execution
 from app.services.identity import find_user_by_email, principal_for
 from app.services.link_tokens import hash_token
 

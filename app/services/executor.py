@@ -39,7 +39,7 @@ from app.domain.statuses import IN_FLIGHT, Status
 from app.models import ProviderPurchase, PurchaseExecution
 from app.providers import ProviderRegistry, PurchaseFailed
 from app.services import leases, notifications, transitions
-from app.services.executions import lineage_root
+from app.services.execution_reads import lineage_root
 from app.services.identity import load_active_user, principal_for
 
 UNKNOWN_OUTCOME = (

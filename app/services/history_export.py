@@ -1,6 +1,6 @@
 """The filtered history as CSV, for a spreadsheet: every matching row, newest first.
 
-Read in keyset batches (`executions.history_page`, the API's own pages), so a million
+Read in keyset batches (`execution_reads.history_page`, the API's own pages), so a million
 rows stream in constant memory and a handful of statements per batch, never an OFFSET.
 Every cell that a spreadsheet would read as a formula is neutralised.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.services import executions
-from app.services.executions import HistoryFilter
+from app.services import execution_reads
+from app.services.execution_reads import HistoryFilter
 
 BATCH_ROWS = 1000
 
@@ -59,8 +59,8 @@ def csv_lines(session: Session, filters: HistoryFilter) -> Iterator[str]:
     yield _line(HEADER)
     cursor: str | None = None
     while True:
-        page = executions.history_page(session, filters, limit=BATCH_ROWS, before=cursor)
-        plans = executions.plan_names(session, page.rows)
+        page = execution_reads.history_page(session, filters, limit=BATCH_ROWS, before=cursor)
+        plans = execution_reads.plan_names(session, page.rows)
         for row in page.rows:
             account = row.cloud_account
             yield _line(

@@ -44,7 +44,7 @@ from app.providers import ProviderRegistry, current_registry
 from app.services import audit, leases
 from app.services.approvals import current_policy as approvals_policy
 from app.services.approvers import unapprovable_successors
-from app.services.executions import HistoryFilter, find_execution
+from app.services.execution_reads import HistoryFilter, find_execution
 from app.services.retry_settle import check_rows, item_outcomes
 
 SINGLE = "single"

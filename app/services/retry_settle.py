@@ -33,7 +33,7 @@ from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy, retry_refusal
 from app.models import AuditEvent, PurchaseExecution, RetryBatch, RetryBatchItem
 from app.services import audit, leases, successors
-from app.services.executions import unknown_execution
+from app.services.execution_reads import unknown_execution
 from app.services.identity import load_active_user, principal_for
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.domain.errors import DomainError
-from app.services.executions import HistoryFilter
+from app.services.execution_reads import HistoryFilter
 
 
 def test_every_field_is_read_and_blank_means_unset():

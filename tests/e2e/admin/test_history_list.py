@@ -20,7 +20,7 @@ from app.db import db
 from app.domain.bulk_retry import MAX_BATCH_ROWS
 from app.domain.statuses import Status
 from app.models import PurchasePlan
-from app.services import executions
+from app.services import execution_reads
 from tests.e2e.helpers import page_login
 from tests.factories import PASSWORD, make_account, make_execution, make_user
 from tests.support.statements import recorded_statements
@@ -312,8 +312,8 @@ def test_home_counts_each_status_within_a_cap(client, db_session, monkeypatch):
     (statement,) = counting
     assert statement.lower().count("limit") == len(Status)  # each status's count is capped
 
-    monkeypatch.setattr(executions, "STATUS_COUNT_CAP", 2)
+    monkeypatch.setattr(execution_reads, "STATUS_COUNT_CAP", 2)
     capped = client.get("/admin/").text
     assert 'data-status="failed" data-capped="2">more than 2<' in capped
     assert 'data-status="pending">1<' in capped
-    assert executions.status_counts(db_session, cap=2)["failed"] == 3  # cap + 1: "more"
+    assert execution_reads.status_counts(db_session, cap=2)["failed"] == 3  # cap + 1: "more"

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app.api.schemas import BulkRetryBody
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, RetryBatch
-from app.services.executions import HistoryFilter
+from app.services.execution_reads import HistoryFilter
 from tests.e2e.helpers import sign_in
 from tests.factories import make_execution, recommendation
 

@@ -1,4 +1,5 @@
-"""Reading executions: one row, a page of history, and the JSON shape both are shown in.
+"""The read side of executions: one row, a page of history, the history filter, and the
+JSON shape rows are shown in.
 
 Read-only. The API, the CLI and the panel all show executions through `as_item`, so a
 field means the same thing everywhere.
