@@ -9,8 +9,8 @@ records one batch (`retry.record_batch`, the web's part, timed once) and then,
 for each chunk, does what `purchases.retry_execution` and
 `notifications.send_approval_emails` do, step by step, without Celery:
 
-1. settle: `claim_chunk` (the lease, committed), then `settle_chunk` +
-   `chunk_successors` in one unit of work, then the commit;
+1. settle: `claim_chunk` (the lease, committed), then `settle_chunk` in one unit of
+   work, then the commit;
 2. claim: `claim_approval_emails` in one unit of work (the claim UPDATE, loading the
    executions, the link tokens, rendering each message), then the commit;
 3. send: `app.mail.send_message` for each email over one kept connection, to an
@@ -300,7 +300,7 @@ def run_in_process(
                 with unit_of_work() as session:
                     retry_settle.claim_chunk(session, batch_id, number, owner=OWNER, now=utcnow())
                 with unit_of_work() as session:
-                    retry_settle.settle_chunk(
+                    created = retry_settle.settle_chunk(
                         session,
                         batch_id,
                         number,
@@ -310,7 +310,6 @@ def run_in_process(
                         grace=grace,
                         now=utcnow(),
                     )
-                    created = retry_settle.chunk_successors(session, batch_id, number)
                     committing = commit_mark("settle")
                 commit_done("settle", committing)
             with step("claim"):

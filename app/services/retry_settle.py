@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.db import rowcount
@@ -45,12 +45,7 @@ def claim_chunk(
     chunk is settled."""
     claimed = session.execute(
         update(RetryBatchItem)
-        .where(
-            RetryBatchItem.batch_id == batch_id,
-            RetryBatchItem.chunk == chunk,
-            RetryBatchItem.state == RequestState.QUEUED.value,
-            leases.available(RetryBatchItem, owner, now),
-        )
+        .where(_queued(batch_id, chunk), leases.available(RetryBatchItem, owner, now))
         .values(**leases.held_by(owner, now))
         .execution_options(synchronize_session=False)
     )
@@ -78,12 +73,7 @@ def settle_chunk(
     """
     claim = (
         update(RetryBatchItem)
-        .where(
-            RetryBatchItem.batch_id == batch_id,
-            RetryBatchItem.chunk == chunk,
-            RetryBatchItem.state == RequestState.QUEUED.value,
-            RetryBatchItem.lease_owner == owner,
-        )
+        .where(_queued(batch_id, chunk), RetryBatchItem.lease_owner == owner)
         .values(settled_at=now)
         .returning(RetryBatchItem.position, RetryBatchItem.execution_id)
         .execution_options(synchronize_session=False)
@@ -274,12 +264,7 @@ def fail_items(
     left to it. Returns how many."""
     query = (
         update(RetryBatchItem)
-        .where(
-            RetryBatchItem.batch_id == batch_id,
-            RetryBatchItem.chunk == chunk,
-            RetryBatchItem.state == RequestState.QUEUED.value,
-            leases.available(RetryBatchItem, owner, now),
-        )
+        .where(_queued(batch_id, chunk), leases.available(RetryBatchItem, owner, now))
         .values(state=RequestState.FAILED.value, error=reason, settled_at=now)
         .returning(RetryBatchItem.execution_id)
         .execution_options(synchronize_session=False)
@@ -308,27 +293,18 @@ def queued_positions(session: Session, batch_id: uuid.UUID, chunk: int) -> list[
     return list(
         session.scalars(
             select(RetryBatchItem.position)
-            .where(
-                RetryBatchItem.batch_id == batch_id,
-                RetryBatchItem.chunk == chunk,
-                RetryBatchItem.state == RequestState.QUEUED.value,
-            )
+            .where(_queued(batch_id, chunk))
             .order_by(RetryBatchItem.position)
         )
     )
 
 
-def chunk_successors(session: Session, batch_id: uuid.UUID, chunk: int) -> list[uuid.UUID]:
-    """The successors a chunk created: a redelivered chunk queues their emails again
-    (each is claimed once, so none goes out twice)."""
-    return list(
-        session.scalars(
-            select(RetryBatchItem.successor_execution_id).where(
-                RetryBatchItem.batch_id == batch_id,
-                RetryBatchItem.chunk == chunk,
-                RetryBatchItem.successor_execution_id.is_not(None),
-            )
-        )
+def _queued(batch_id: uuid.UUID, chunk: int) -> ColumnElement[bool]:
+    """The chunk's items the worker has still to settle."""
+    return and_(
+        RetryBatchItem.batch_id == batch_id,
+        RetryBatchItem.chunk == chunk,
+        RetryBatchItem.state == RequestState.QUEUED.value,
     )
 
 
