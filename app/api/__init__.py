@@ -9,7 +9,8 @@ from flask_wtf.csrf import validate_csrf
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
-from app.api.schemas import DecisionBody, json_body, validate
+from app.api.reading import json_body, validate
+from app.api.schemas import DecisionBody
 from app.domain.errors import DomainError
 from app.extensions import csrf, login_manager
 

@@ -22,7 +22,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.wrappers import Response
 
 from app.api import CSRF_HEADER, blueprint
-from app.api.schemas import ErrorBody, json_body, validate
+from app.api.reading import json_body, validate
+from app.api.schemas import ErrorBody
 from app.domain.errors import DomainError
 
 SESSION = "session"

@@ -10,9 +10,8 @@ malformed id is a refusal they audit, in the documented order of checks (docs/ap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import pydantic_core
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -20,23 +19,18 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from app.api.reading import refused
 from app.domain.bulk_retry import MAX_BATCH_ROWS, MAX_ID_TEXT
-from app.domain.errors import DomainError
 from app.domain.inputs import parse_bool, text_problem
 from app.domain.statuses import Status
 from app.services.execution_reads import MAX_PAGE_SIZE, MAX_SEARCH_LENGTH
 
 MAX_CURSOR_LENGTH = 200
-# A refusal names a field or key, never echoes a huge one back.
-_MAX_SHOWN = 40
-# The error types of this module's validators, whose messages follow the field's name.
-_OURS = frozenset({"text", "flag", "limit"})
 
 
 def _text(value: str) -> str:
@@ -349,62 +343,3 @@ class ExecutionDetail(ExecutionItem):
 class HistoryPage(BaseModel):
     items: list[ExecutionItem]
     next: str | None = Field(description="the cursor of the following page; null on the last")
-
-
-# --- Reading a request ------------------------------------------------------------------
-
-
-def refused(message: str, **details: Any) -> PydanticCustomError:
-    """A validator's refusal whose message is already the whole answer."""
-    return PydanticCustomError("refused", "{message}", {"message": message, "details": details})
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def validate(model: type[M], data: Any) -> M:
-    """`data` as `model`, or a 400 `DomainError` naming the first field that does not fit."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as invalid:
-        raise refusal(invalid) from None
-
-
-def refusal(invalid: ValidationError) -> DomainError:
-    first = invalid.errors(include_url=False, include_input=False)[0]
-    context = first.get("ctx") or {}
-    if first["type"] == "refused":
-        return DomainError(400, context["message"], **context["details"])
-    where = _where(first["loc"])
-    if first["type"] in _OURS:  # a message written to follow the field's name
-        return DomainError(400, f"{where} {first['msg']}")
-    if first["type"] == "extra_forbidden":
-        return DomainError(400, f"{where} is not a field of this request")
-    message = first["msg"][:1].lower() + first["msg"][1:]
-    return DomainError(400, f"{where}: {message}" if where else message)
-
-
-def _where(loc: tuple[int | str, ...]) -> str:
-    """`filter.status`, `execution_ids[3]`: the field as a client spells it."""
-    where = ""
-    for part in loc:
-        if isinstance(part, int):
-            where += f"[{part}]"
-        else:
-            shown = part if len(part) <= _MAX_SHOWN else part[:_MAX_SHOWN] + "…"
-            # A key is JSON text: show it, control characters escaped, never raw.
-            shown = shown.encode("unicode_escape", "backslashreplace").decode("ascii")
-            where += f".{shown}" if where else shown
-    return where
-
-
-def json_body(raw: bytes) -> Any:
-    """A request body parsed as JSON by pydantic's parser, which refuses lone surrogates
-    and nesting deeper than it can hold with an error rather than a crash; None when
-    empty."""
-    if not raw.strip():
-        return None
-    try:
-        return pydantic_core.from_json(raw)
-    except ValueError as exc:
-        raise DomainError(400, f"the body is not valid JSON: {str(exc)[:100]}") from None
