@@ -226,6 +226,7 @@ def run_in_process(
     from app import create_app
     from app.config import get_settings
     from app.db import db, unit_of_work, utcnow
+    from app.domain.bulk_retry import BatchKind
     from app.mail import send_message
     from app.models import User
     from app.services import (
@@ -267,7 +268,7 @@ def run_in_process(
                     session,
                     principal,
                     tuple(str(i) for i in ids),
-                    kind=retry.BULK,
+                    kind=BatchKind.BULK,
                     selection={"execution_ids": len(ids)},
                     force=False,
                     policy=policy,

@@ -82,6 +82,25 @@ def make_account(
     return account
 
 
+def owed_approval_email(
+    session: Session, creator: User | None, *, contact_email: str | None = "finops@example.com"
+) -> PurchaseExecution:
+    """A pending execution of one item, on an account of its own, whose approval email
+    is owed (as a retry's successor is, in the transaction that creates it)."""
+    from app.services import notifications
+
+    row = make_execution(
+        session,
+        Status.PENDING,
+        created_by=creator,
+        cloud_account_id=make_account(session, contact_email=contact_email).id,
+        recommendations=[recommendation()],
+    )
+    notifications.owe_approval_email(session, row.execution_id, now=utcnow())
+    session.flush()
+    return row
+
+
 def make_plan(session: Session) -> PurchasePlan:
     """A ramp part-way through: step 2 of 4."""
     plan = PurchasePlan(name="ramp", total_steps=4, current_step=2)

@@ -25,6 +25,11 @@ CHUNK_SIZE = 250
 MAX_ID_TEXT = 100
 
 
+class BatchKind(StrEnum):
+    SINGLE = "single"  # a retry request: one row, refused at once or queued
+    BULK = "bulk"  # rows by ids or by a filter, each with its own outcome
+
+
 class BatchState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -37,12 +42,6 @@ class BulkSelection:
 
     execution_ids: tuple[str, ...] | None = None
     filter: Mapping[str, Any] | None = None
-
-    def describe(self) -> dict[str, Any]:
-        """What the batch records of the request (the ids themselves are its items)."""
-        if self.filter is not None:
-            return {"filter": dict(self.filter)}
-        return {"execution_ids": len(self.execution_ids or ())}
 
 
 def parse_selection(body: Any) -> BulkSelection:

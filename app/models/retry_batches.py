@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, CanonicalUUID, JSONDocument, UTCDateTime, new_uuid, utc_now
+from app.domain.bulk_retry import BatchKind
 from app.domain.retry import RequestState
 from app.models.leases import Leased
 
@@ -45,14 +46,20 @@ class RetryBatch(Base):
     )
     requested_by_email: Mapped[str] = mapped_column(String(320))
     force: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
-    # "single" (a retry request: one row, refused at once or queued) or "bulk".
-    kind: Mapped[str] = mapped_column(String(16), server_default="bulk", default="bulk")
+    kind: Mapped[str] = mapped_column(
+        String(16), server_default=BatchKind.BULK.value, default=BatchKind.BULK.value
+    )
     total: Mapped[int] = mapped_column(Integer)
     # What was asked: {"execution_ids": n} or {"filter": {...}}, for the trail and the page.
     selection: Mapped[dict[str, Any]] = mapped_column(
         JSONDocument, server_default=text("'{}'"), default=dict
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
+
+    @property
+    def is_single(self) -> bool:
+        """A single retry (its id is the request id the API answers)."""
+        return self.kind == BatchKind.SINGLE
 
     def __repr__(self) -> str:
         return f"<RetryBatch {self.id} total={self.total}>"

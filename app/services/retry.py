@@ -30,6 +30,7 @@ from app.domain.approvals import NO_APPROVER
 from app.domain.bulk_retry import (
     CHUNK_SIZE,
     MAX_BATCH_ROWS,
+    BatchKind,
     BulkSelection,
     bulk_refusal,
     chunk_of,
@@ -39,16 +40,13 @@ from app.domain.errors import DomainError
 from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy
 from app.domain.statuses import Status
-from app.models import PurchaseExecution, RetryBatch, RetryBatchItem
+from app.models import AuditEvent, PurchaseExecution, RetryBatch, RetryBatchItem
 from app.providers import ProviderRegistry, current_registry
 from app.services import audit, leases
 from app.services.approvals import current_policy as approvals_policy
 from app.services.approvers import unapprovable_successors
 from app.services.execution_reads import HistoryFilter, find_execution
-from app.services.retry_settle import check_rows, item_outcomes
-
-SINGLE = "single"
-BULK = "bulk"
+from app.services.retry_settle import Checked, check_rows, item_outcomes
 
 
 def current_policy() -> RetryPolicy:
@@ -80,7 +78,7 @@ def ask_for_retry(
                 session,
                 principal,
                 (str(raw_execution_id),),
-                kind=SINGLE,
+                kind=BatchKind.SINGLE,
                 selection=None,
                 force=force,
                 policy=current_policy(),
@@ -116,7 +114,7 @@ def ask_for_bulk_retry(principal: Principal, body: Any) -> RetryBatch:
                 session,
                 principal,
                 ids,
-                kind=BULK,
+                kind=BatchKind.BULK,
                 selection=described,
                 force=force,
                 policy=current_policy(),
@@ -150,7 +148,7 @@ def record_batch(
     principal: Principal,
     ids: Sequence[str],
     *,
-    kind: str,
+    kind: BatchKind,
     selection: dict[str, Any] | None,
     force: bool,
     policy: RetryPolicy,
@@ -165,7 +163,7 @@ def record_batch(
     against the rows as they are then.
     """
     checked = check_rows(session, principal, None, enumerate(ids), policy, force=force)
-    if kind == SINGLE:
+    if kind == BatchKind.SINGLE:
         if checked.refusals:
             raise checked.refusals[0]
         selection = {"execution_id": str(checked.accepted[0].execution_id)}
@@ -207,14 +205,14 @@ def record_batch(
     return batch, sorted({chunk_of(position) for position in checked.accepted})
 
 
-def _canonical(raw: str, checked: Any, position: int) -> str:
+def _canonical(raw: str, checked: Checked, position: int) -> str:
     """An item's id: canonical when it parsed, as given otherwise (its 400 says so)."""
     parsed = checked.parsed.get(position)
     return str(parsed) if parsed is not None else raw
 
 
-def _requested_event(batch: RetryBatch, principal: Principal, *, queued: int) -> Any:
-    if batch.kind == SINGLE:
+def _requested_event(batch: RetryBatch, principal: Principal, *, queued: int) -> AuditEvent:
+    if batch.is_single:
         return audit.event(
             "retry.requested",
             actor=principal,

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.domain.bulk_retry import BatchState, batch_state
+from app.domain.bulk_retry import BatchKind, BatchState, batch_state
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_uuid
 from app.domain.rbac import Action, Principal, require
@@ -29,7 +29,7 @@ def find_request(session: Session, principal: Principal, raw_request_id: str) ->
     """A single retry its requester (or an admin) may read (see `_find`); a bulk
     batch is no retry request (404)."""
     batch = _find(session, principal, raw_request_id, "retry request")
-    if batch.kind != "single":
+    if not batch.is_single:
         raise DomainError(404, f"no retry request {batch.id}")
     return batch
 
@@ -61,7 +61,7 @@ def queued_for(
             RetryBatchItem.execution_id.in_([str(id_) for id_ in ids]),
             RetryBatchItem.state == RequestState.QUEUED.value,
             RetryBatch.requested_by_user_id == principal.user_id,
-            RetryBatch.kind == "single",
+            RetryBatch.kind == BatchKind.SINGLE.value,
         )
         .order_by(RetryBatch.created_at)
     )

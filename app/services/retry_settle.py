@@ -278,7 +278,7 @@ def fail_items(
         audit.record(
             session,
             "retry.failed",
-            execution_id=uuid.UUID(failed[0]) if batch.kind == "single" else None,
+            execution_id=uuid.UUID(failed[0]) if batch.is_single else None,
             details={
                 **asked_by(batch),
                 "reason": reason,
@@ -311,7 +311,7 @@ def _queued(batch_id: uuid.UUID, chunk: int) -> ColumnElement[bool]:
 def asked_by(batch: RetryBatch) -> dict[str, str]:
     """What the audit trail names as having asked: a single retry's request id, or a
     bulk retry's batch id."""
-    return {"request_id" if batch.kind == "single" else "batch_id": str(batch.id)}
+    return {"request_id" if batch.is_single else "batch_id": str(batch.id)}
 
 
 def success_events(

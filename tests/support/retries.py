@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.domain.bulk_retry import BatchKind
 from app.domain.rbac import Principal
 from app.domain.retry import RetryPolicy
 from app.models import RetryBatch
@@ -28,7 +29,7 @@ def request_retry(
         session,
         principal,
         (str(execution_id),),
-        kind=retry.SINGLE,
+        kind=BatchKind.SINGLE,
         selection=None,
         force=force,
         policy=policy or RetryPolicy(),

@@ -17,13 +17,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from app.db import build_engine, db, fresh_read, unit_of_work, utcnow
-from app.domain.statuses import Status
+from app.db import build_engine, db, fresh_read, unit_of_work
 from app.models import Notification
-from app.services import notifications
 from tasks.notifications import SEND_APPROVAL_EMAIL
 from tasks.transient import DATABASE_MAX_RETRIES
-from tests.factories import make_account, make_execution, make_user, recommendation
+from tests.factories import (
+    make_user,
+    owed_approval_email,
+)
 from tests.integration.faults.conftest import (
     Api,
     lineage,
@@ -144,16 +145,7 @@ def test_an_email_past_the_database_budget_in_smtp_attempts_still_retries_the_da
     the task failed there (its Celery counter already said 5) and the email stayed
     queued: no email within the test's minute."""
     with unit_of_work() as session:
-        alice = make_user(session)
-        account = make_account(session)
-        row = make_execution(
-            session,
-            Status.PENDING,
-            created_by=alice,
-            cloud_account_id=account.id,
-            recommendations=[recommendation()],
-        )
-        notifications.owe_approval_email(session, row.execution_id, now=utcnow())
+        row = owed_approval_email(session, make_user(session))
     handler = RefuseFirst(DATABASE_MAX_RETRIES)
     smtp = Controller(handler, hostname="127.0.0.1", port=free_port())
     smtp.start()

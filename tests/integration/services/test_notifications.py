@@ -20,10 +20,8 @@ from app.models import ApprovalToken, Notification, PurchaseExecution
 from app.services import deliveries, notifications
 from tests.factories import (
     link_opens,
-    make_account,
-    make_execution,
     make_user,
-    recommendation,
+    owed_approval_email,
 )
 
 
@@ -35,17 +33,7 @@ def outbox(app, db_session, mailbox, settings):
 
 
 def owed_row(session) -> PurchaseExecution:
-    account = make_account(session)
-    row = make_execution(
-        session,
-        Status.PENDING,
-        created_by=make_user(session),
-        cloud_account_id=account.id,
-        recommendations=[recommendation()],
-    )
-    notifications.owe_approval_email(session, row.execution_id, now=utcnow())
-    session.flush()
-    return row
+    return owed_approval_email(session, make_user(session))
 
 
 OWNER = "test-run"

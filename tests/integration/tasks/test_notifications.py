@@ -9,12 +9,15 @@ import pytest
 from sqlalchemy import select
 
 from app import background
-from app.db import unit_of_work, utcnow
+from app.db import unit_of_work
 from app.domain.statuses import Status
 from app.models import ApprovalToken, AuditEvent, PurchaseSuppression
-from app.services import notifications, retry
+from app.services import retry
 from app.task_names import SEND_APPROVAL_EMAIL
-from tests.factories import make_account, make_execution, make_user, recommendation
+from tests.factories import (
+    make_user,
+    owed_approval_email,
+)
 from tests.integration.tasks.flows import (
     email_settled,
     execution,
@@ -108,16 +111,7 @@ def test_two_deliveries_of_the_email_task_at_once_send_one_email(
     passed the `notification_sent_at` check and both sent; only the last copy's links
     worked.)"""
     with unit_of_work() as session:
-        alice = make_user(session)
-        account = make_account(session)
-        row = make_execution(
-            session,
-            Status.PENDING,
-            created_by=alice,
-            cloud_account_id=account.id,
-            recommendations=[recommendation()],
-        )
-        notifications.owe_approval_email(session, row.execution_id, now=utcnow())
+        row = owed_approval_email(session, make_user(session))
     for _ in range(2):
         app.extensions["celery"].send_task(SEND_APPROVAL_EMAIL, args=[str(row.execution_id)])
     email_settled(row.execution_id)
@@ -137,15 +131,7 @@ def test_every_approver_gets_their_own_email_and_one_refusal_does_not_fail_the_r
         creator = make_user(session, "viewer@example.com", groups=("Read-only",))
         for email in ("bounced@example.com", "purchaser@example.com"):
             make_user(session, email, groups=("Purchasers",))
-        account = make_account(session, contact_email=None)
-        row = make_execution(
-            session,
-            Status.PENDING,
-            created_by=creator,
-            cloud_account_id=account.id,
-            recommendations=[recommendation()],
-        )
-        notifications.owe_approval_email(session, row.execution_id, now=utcnow())
+        row = owed_approval_email(session, creator, contact_email=None)
     background.enqueue(SEND_APPROVAL_EMAIL, [str(row.execution_id)])
     sent = email_settled(row.execution_id)
     assert sent.status == Status.PENDING and sent.notification_sent_at is not None

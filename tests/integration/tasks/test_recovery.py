@@ -25,9 +25,15 @@ from app.db import db, unit_of_work
 from app.domain.staleness import RECOVERY_WITHIN
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, PurchaseSuppression
-from app.services import notifications, retry
+from app.services import retry
 from app.services.identity import principal_for
-from tests.factories import make_account, make_execution, make_user, recommendation
+from tests.factories import (
+    make_account,
+    make_execution,
+    make_user,
+    owed_approval_email,
+    recommendation,
+)
 from tests.integration.tasks.flows import execution, failed_row
 from tests.support.commands import start_celery, start_worker, stop_worker, wait_until
 from tests.support.retries import request_state
@@ -255,15 +261,7 @@ def test_an_email_send_killed_mid_way_is_sent_once_soon_after_a_fresh_worker(
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
     with unit_of_work() as session:
-        alice = make_user(session)
-        row = make_execution(
-            session,
-            Status.PENDING,
-            created_by=alice,
-            cloud_account_id=make_account(session, contact_email="finops@example.com").id,
-            recommendations=[recommendation()],
-        )
-        notifications.owe_approval_email(session, row.execution_id, now=row.created_at)
+        row = owed_approval_email(session, make_user(session))
     try:
         doomed = workers("doomed", SMTP_PORT=str(silent.getsockname()[1]))
         background.enqueue(task_names.SEND_APPROVAL_EMAIL, [str(row.execution_id)])
