@@ -69,13 +69,22 @@ def recommendation(**overrides: Any) -> dict[str, Any]:
 
 
 def make_account(
-    session: Session, *, provider: str = "aws", contact_email: str | None = "finops@example.com"
+    session: Session,
+    *,
+    provider: str = "aws",
+    contact_email: str | None = "finops@example.com",
+    mode: str = "simulate",
+    **fields: Any,
 ) -> CloudAccount:
+    """An account; simulated unless `mode` says otherwise (a new account's own default,
+    `dry_run`, would ask a cloud)."""
     account = CloudAccount(
         name=f"{provider} account",
         provider=provider,
         external_id="123456789012",
         contact_email=contact_email,
+        purchase_mode=mode,
+        **fields,
     )
     session.add(account)
     session.flush()

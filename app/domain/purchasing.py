@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from app.domain.money import money_of
 from app.domain.providers import normalize_provider
 from app.domain.statuses import Status
 
@@ -41,6 +42,27 @@ def failed(item: Mapping[str, Any], error: str) -> dict[str, Any]:
     return {**item, "purchased": False, "purchase_id": None, "error": error}
 
 
+def quoted(item: Mapping[str, Any], quote: Mapping[str, Any]) -> dict[str, Any]:
+    """A dry run's outcome: what would have been bought, and its price; nothing bought."""
+    return {**item, "purchased": False, "purchase_id": None, "error": None, "quote": dict(quote)}
+
+
+def price_refusal(item: Mapping[str, Any], quote: Mapping[str, Any]) -> str | None:
+    """Why the quoted price may not be paid for `item` (its `max_price` is the most it
+    may cost over its term), or None. A quote without a price cannot be checked against
+    a limit, so it is refused too: nothing is bought on a guess."""
+    limit = money_of(item.get("max_price"))
+    if item.get("max_price") is None or limit is None:
+        return None
+    total = money_of(quote.get("term_total"))
+    currency = quote.get("currency") or ""
+    if total is None:
+        return f"price unknown: the provider quotes none, so max_price {limit} cannot be checked"
+    if total > limit:
+        return f"price above the item's limit: {total} {currency} over the term, max_price {limit}"
+    return None
+
+
 def outcome(items: Sequence[Mapping[str, Any]]) -> tuple[Status, str | None]:
     """The row's status and error text once every selected item has its outcome.
 
@@ -50,7 +72,8 @@ def outcome(items: Sequence[Mapping[str, Any]]) -> tuple[Status, str | None]:
     selected = [item for item in items if is_selected(item)]
     if not selected:
         return Status.FAILED, NOTHING_SELECTED
-    errors = [str(item.get("error")) for item in selected if not item.get("purchased")]
+    errors = [str(item.get("error")) for item in selected if item_outcome(item) == "failed"]
+    errors += ["not run" for item in selected if item_outcome(item) == "pending"]
     if not errors:
         return Status.COMPLETED, None
     summary = f"{len(errors)} of {len(selected)} purchases failed: {errors[0]}"
@@ -62,11 +85,14 @@ def outcome(items: Sequence[Mapping[str, Any]]) -> tuple[Status, str | None]:
 def item_outcome(item: Mapping[str, Any]) -> str:
     """What became of one item, as the details page shows it: `purchased` (the ledger
     holds its purchase, whatever else it says), `skipped` (`selected: false`),
-    `failed` (it carries an error), else `pending` (not run yet)."""
+    `failed` (it carries an error), `quoted` (a dry run priced it and bought nothing),
+    else `pending` (not run yet)."""
     if item.get("purchased") is True:
         return "purchased"
     if not is_selected(item):
         return "skipped"
     if item.get("error"):
         return "failed"
+    if isinstance(item.get("quote"), dict):
+        return "quoted"
     return "pending"

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 OUTCOME_FIELDS: dict[str, Any] = {"error": None, "purchased": False, "purchase_id": None}
+# What the executor records beside the outcome (the offering and price it was quoted),
+# removed from a successor's copy: its own run quotes again.
+RECORDED_FIELDS = ("quote",)
 
 
 def malformed_reason(recommendations: Any) -> str | None:

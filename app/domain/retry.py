@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
 from app.domain.approvals import NO_APPROVER
 from app.domain.errors import DomainError
-from app.domain.providers import PROVIDERS, normalize_provider
+from app.domain.items import recommendations_problem
+from app.domain.providers import PROVIDERS, PurchaseMode, normalize_provider, normalize_service
 from app.domain.purchasing import item_provider
 from app.domain.rbac import Action, Principal, refusal
-from app.domain.recommendations import OUTCOME_FIELDS, items_of, malformed_reason
+from app.domain.recommendations import OUTCOME_FIELDS, RECORDED_FIELDS, items_of
 from app.domain.statuses import Status
 
 # Failures that will recur until an operator fixes their cause: retrying is pointless.
@@ -30,7 +31,7 @@ OPS_HINTS: tuple[tuple[str, str], ...] = (
     ("IAM denied", "Grant the purchasing role the missing IAM permission, then retry"),
     (NO_APPROVER, "Set the account's contact email (or give someone approve-any), then retry"),
 )
-MALFORMED_HINT = "Fix the row's recommendations (a JSON list of objects), then retry"
+MALFORMED_HINT = "Fix the row's recommendations as the failure reason says, then retry"
 
 
 class RequestState(StrEnum):
@@ -55,16 +56,29 @@ class RetryableRow(Protocol):
     @property
     def account_provider(self) -> str | None: ...
 
+    @property
+    def account_mode(self) -> PurchaseMode: ...
+
+
+# Whether a lost outcome of (mode, provider, service) can be resolved by asking the
+# provider: the provider registry's answer.
+Redrivable = Callable[[PurchaseMode, str, str], bool]
+
+
+def _known_provider(mode: PurchaseMode, provider: str, service: str) -> bool:
+    return provider in PROVIDERS
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """The configurable part of the rules: threshold, extra hints, and which providers
-    can re-drive a purchase: those the provider registry declares idempotent
-    (`redrivable_providers`), less those the deployment names unsafe."""
+    """The configurable part of the rules: threshold, extra hints, and which purchases
+    can be re-driven: those whose provider can look the idempotency key up for the
+    item's service in the account's mode (`redrivable`, the provider registry's answer),
+    less the providers the deployment names unsafe."""
 
     threshold: int = 5
     extra_hints: tuple[tuple[str, str], ...] = ()
-    redrivable_providers: frozenset[str] = frozenset(PROVIDERS)
+    redrivable: Redrivable = _known_provider
     redrive_unsafe_providers: frozenset[str] = field(default_factory=frozenset)
 
     def ops_hint(self, error: str | None) -> str | None:
@@ -79,23 +93,27 @@ class RetryPolicy:
 
     def unsafe_provider(self, row: RetryableRow) -> str | None:
         """The first provider of the row (its account's, or any item's) that cannot
-        re-drive a purchase idempotently. Fail closed: a provider nobody declared
-        idempotent (unknown, misspelt, or missing: "") is unsafe."""
-        for provider in sorted(providers_of(row)):
-            if provider not in self.redrivable_providers - self.redrive_unsafe_providers:
+        re-drive a purchase safely, for some item's service in the account's mode. Fail
+        closed: a provider nobody declared (unknown, misspelt, or missing: "") is unsafe."""
+        mode = row.account_mode
+        for provider, service in sorted(purchases_of(row)):
+            if provider in self.redrive_unsafe_providers or not self.redrivable(
+                mode, provider, service
+            ):
                 return provider
         return None
 
 
-def providers_of(row: RetryableRow) -> set[str]:
-    """Every provider a re-drive would buy from: each item's (its own, else the
-    account's), and the account's."""
-    providers = {
-        item_provider(item, row.account_provider) for item in items_of(row.recommendations)
+def purchases_of(row: RetryableRow) -> set[tuple[str, str]]:
+    """Every (provider, service) a re-drive would buy from: each item's provider (its
+    own, else the account's) and service, and the account's provider (for any service)."""
+    purchases = {
+        (item_provider(item, row.account_provider), normalize_service(item.get("service")))
+        for item in items_of(row.recommendations)
     }
     if normalize_provider(row.account_provider):
-        providers.add(normalize_provider(row.account_provider))
-    return providers
+        purchases.add((normalize_provider(row.account_provider), ""))
+    return purchases
 
 
 def redrive_hint(provider: str) -> str:
@@ -140,7 +158,7 @@ def retry_refusal(
             ops_hint=redrive_hint(provider),
             redrive_unsafe=True,
         )
-    malformed = malformed_reason(row.recommendations)
+    malformed = recommendations_problem(row.recommendations, row.account_mode, row.account_provider)
     if malformed is not None:
         return DomainError(
             409,
@@ -174,7 +192,10 @@ def persistent_hint(row: RetryableRow, policy: RetryPolicy) -> str | None:
     provider = policy.unsafe_provider(row)
     if provider is not None:
         return redrive_hint(provider)
-    if malformed_reason(row.recommendations) is not None:
+    if (
+        recommendations_problem(row.recommendations, row.account_mode, row.account_provider)
+        is not None
+    ):
         return MALFORMED_HINT
     return policy.ops_hint(row.error)
 
@@ -185,6 +206,8 @@ def fresh_recommendations(recommendations: list[dict[str, Any]]) -> list[dict[st
     fresh = copy.deepcopy(recommendations)
     for item in fresh:
         item.update(OUTCOME_FIELDS)
+        for name in RECORDED_FIELDS:
+            item.pop(name, None)
     return fresh
 
 

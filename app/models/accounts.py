@@ -9,21 +9,40 @@ from sqlalchemy import Boolean, CheckConstraint, Integer, Numeric, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, CanonicalUUID, UTCDateTime, new_uuid, utc_now
-from app.domain.providers import PROVIDERS
+from app.domain.providers import NEW_ACCOUNT_MODE, PROVIDERS, PurchaseMode
 
 _PROVIDERS = ", ".join(f"'{provider}'" for provider in PROVIDERS)
+_MODES = ", ".join(f"'{mode.value}'" for mode in PurchaseMode)
 
 
 class CloudAccount(Base):
     __tablename__ = "cloud_accounts"
-    __table_args__ = (CheckConstraint(f"provider IN ({_PROVIDERS})", name="provider_known"),)
+    __table_args__ = (
+        CheckConstraint(f"provider IN ({_PROVIDERS})", name="provider_known"),
+        CheckConstraint(f"purchase_mode IN ({_MODES})", name="purchase_mode_known"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(CanonicalUUID, primary_key=True, default=new_uuid)
     name: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str] = mapped_column(String(200))
     contact_email: Mapped[str | None] = mapped_column(String(320))
+    # How its purchases run (`PurchaseMode`): a new account is asked, never bought from,
+    # until an admin switches it to `live`.
+    purchase_mode: Mapped[str] = mapped_column(
+        String(16), server_default=NEW_ACCOUNT_MODE.value, default=NEW_ACCOUNT_MODE.value
+    )
+    # Where the cloud's SDK acts, beside `external_id` (the AWS account, the Azure
+    # subscription, the GCP project): a role the AWS client assumes with `external_id` as
+    # its STS external id, and the billing scope Azure's purchase is charged to. Never a
+    # secret: credentials come from each SDK's own chain.
+    aws_role_arn: Mapped[str | None] = mapped_column(String(2048))
+    azure_billing_scope: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
+
+    @property
+    def mode(self) -> PurchaseMode:
+        return PurchaseMode(self.purchase_mode)
 
     def __repr__(self) -> str:
         return f"<CloudAccount {self.provider}:{self.name}>"

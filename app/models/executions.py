@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import UUID_GLOB, Base, CanonicalUUID, JSONDocument, UTCDateTime, new_uuid, utc_now
+from app.domain.providers import PurchaseMode
 from app.domain.statuses import Status, sql_in_list
 from app.models.accounts import CloudAccount
 from app.models.leases import Leased
@@ -117,6 +118,8 @@ class PurchaseExecution(Leased, Base):
     approval_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notification_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The mode the row ran in (its account's when it started); NULL until it runs.
+    purchase_mode: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, server_default=utc_now(), onupdate=utc_now()
@@ -129,6 +132,12 @@ class PurchaseExecution(Leased, Base):
     def account_provider(self) -> str | None:
         """The provider of the execution's cloud account, if it has one."""
         return self.cloud_account.provider if self.cloud_account is not None else None
+
+    @property
+    def account_mode(self) -> PurchaseMode:
+        """The mode its account buys in now; an execution without an account is
+        simulated (no cloud to buy from)."""
+        return self.cloud_account.mode if self.cloud_account is not None else PurchaseMode.SIMULATE
 
     def __repr__(self) -> str:
         return f"<PurchaseExecution {self.execution_id} {self.status}>"

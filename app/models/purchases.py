@@ -30,6 +30,8 @@ class ProviderPurchase(Base):
     item_index: Mapped[int] = mapped_column(Integer)
     provider: Mapped[str] = mapped_column(String(32))
     purchase_id: Mapped[str | None] = mapped_column(String(200))
+    # The mode the purchase ran in: `simulate` or `live` (a dry run claims nothing).
+    mode: Mapped[str] = mapped_column(String(16), server_default="simulate", default="simulate")
     purchased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
 

@@ -23,6 +23,7 @@ from app.domain.errors import DomainError
 from app.domain.providers import PROVIDERS
 from app.domain.rbac import Principal
 from app.models import CloudAccount, PurchaseExecution, normalize_email
+from app.providers import AccountTarget
 from app.services import audit
 from app.services.identity import _EMAIL_SHAPE as EMAIL_SHAPE  # the one email rule
 from app.services.management import changes
@@ -136,3 +137,18 @@ def delete_account(session: Session, actor: Principal, account_id: uuid.UUID) ->
         details={"account_id": str(account_id), **snapshot},
     )
     return account
+
+
+def target_of(account: CloudAccount) -> AccountTarget:
+    """Where the cloud's SDK acts for `account`: the Azure subscription and the GCP
+    project are its `external_id`; for AWS, `external_id` is the STS external id of the
+    role it names, if any."""
+    return AccountTarget(
+        name=account.name,
+        provider=account.provider,
+        external_id=account.external_id,
+        aws_role_arn=account.aws_role_arn or None,
+        azure_subscription_id=account.external_id if account.provider == "azure" else None,
+        azure_billing_scope=account.azure_billing_scope or None,
+        gcp_project=account.external_id if account.provider == "gcp" else None,
+    )

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.domain import purchasing
 from app.domain.errors import DomainError
+from app.domain.providers import PurchaseMode
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import (
     CloudAccount,
@@ -103,18 +104,21 @@ def seed(session: Session, *, now: datetime, settings: Settings) -> SeedResult |
         provider="aws",
         external_id="123456789012",
         contact_email="finops@example.com",
+        purchase_mode=PurchaseMode.SIMULATE.value,  # the demo buys nothing, anywhere
     )
     azure = CloudAccount(
         name="Analytics Azure",
         provider="azure",
         external_id="0f3c8a52-7d1e-4b8e-9a51-1c2d3e4f5a6b",
         contact_email="finops@example.com",
+        purchase_mode=PurchaseMode.SIMULATE.value,  # the demo buys nothing, anywhere
     )
     gcp = CloudAccount(
         name="Data GCP",
         provider="gcp",
         external_id="data-platform-prod",
         contact_email=None,
+        purchase_mode=PurchaseMode.SIMULATE.value,  # the demo buys nothing, anywhere
     )
     plan = PurchasePlan(
         name="EC2 ramp 2027",

@@ -2,16 +2,27 @@
 | `partially_completed` | `failed`, one purchase per selected item through the
 provider registry.
 
-Every purchase is first claimed in the `provider_purchases` ledger under
-`<lineage root>:<item index>`, in a committed unit of work of its own, and only then
-bought, with no transaction open while the provider works. So:
+The row runs in its account's mode, recorded on the row when it starts
+(`purchase_mode`): `simulate` buys from the simulator, `live` from the cloud's SDK, and
+`dry_run` only asks the cloud for a quote (and EC2 to check the purchase with `DryRun`):
+each item ends `quoted`, with the offering and price it would have bought, and nothing is
+claimed in the ledger.
+
+In `simulate` and `live`, every purchase is first claimed in the `provider_purchases`
+ledger under `<lineage root>:<item index>`, in a committed unit of work of its own, and
+only then bought, with no transaction open while the provider works. So:
 
 - an item whose key already holds a purchase (an ancestor bought it before failing) is
   marked purchased with that `purchase_id`, and nothing is bought again;
-- a claim with no purchase recorded (a worker died while the provider was buying) is
-  bought again only from a provider that is idempotent under the key, which answers
-  the first purchase; any other provider's item fails with a hint to check by hand;
+- a claim with no purchase recorded (a worker died between the provider's answer and
+  the commit) is resolved by asking the provider (`find`): found, it is recorded and
+  nothing is bought; not found, it is bought; the lookup failing, the item fails and
+  nothing is bought. A provider that cannot look the key up for the item's service
+  fails the item with a hint to check by hand;
+- the item is quoted before it is bought, and a price above its `max_price` fails it;
 - a provider's refusal releases the claim: nothing was bought, a retry may buy it.
+
+Every provider call is logged with the execution id and the key, never a credential.
 
 Each step touches the row's `updated_at` and writes only while the row is `running`, so
 the reaper fails only rows whose worker is gone, and a worker that outlived its row's
@@ -20,11 +31,12 @@ reaping stops at its next step (recording in the ledger what it bought).
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,18 +45,33 @@ from sqlalchemy.orm import Session
 from app.db import rowcount, unit_of_work, utcnow
 from app.domain import purchasing
 from app.domain.approvals import ApprovalPolicy, authority_refusal
+from app.domain.items import recommendations_problem
+from app.domain.providers import PurchaseMode, normalize_service
 from app.domain.rbac import Action
-from app.domain.recommendations import malformed_reason
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import ProviderPurchase, PurchaseExecution
-from app.providers import ProviderRegistry, PurchaseFailed
+from app.providers import (
+    AccountTarget,
+    ProviderError,
+    ProviderRegistry,
+    PurchaseProvider,
+)
 from app.services import leases, notifications, transitions
+from app.services.accounts import target_of
 from app.services.execution_reads import lineage_root
 from app.services.identity import load_active_user, principal_for
 
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
 UNKNOWN_OUTCOME = (
     "an earlier attempt claimed this purchase and its outcome is unknown, and {provider} "
-    "purchases are not idempotent: check the {provider} console, then buy it by hand"
+    "cannot look it up for {service!r}: check the {provider} console, then buy it by hand"
+)
+LOOKUP_FAILED = (
+    "an earlier attempt claimed this purchase and its outcome is unknown, and looking it up "
+    "at {provider} failed ({reason}): nothing was bought; check the {provider} console, then "
+    "retry"
 )
 
 
@@ -56,6 +83,8 @@ class Run:
     lineage_root: uuid.UUID
     account_provider: str | None
     items: list[dict[str, Any]]
+    mode: PurchaseMode = PurchaseMode.SIMULATE
+    account: AccountTarget | None = None
 
 
 def start(
@@ -87,8 +116,10 @@ def start(
         return None
     execution = session.get(PurchaseExecution, execution_id, populate_existing=True)
     assert execution is not None
-    problem = _approver_problem(session, execution, policy) or malformed_reason(
-        execution.recommendations
+    mode = execution.account_mode
+    execution.purchase_mode = mode.value
+    problem = _approver_problem(session, execution, policy) or recommendations_problem(
+        execution.recommendations, mode, execution.account_provider
     )
     if problem is not None:
         _finish(session, execution_id, Status.FAILED, problem, now=now)
@@ -98,6 +129,8 @@ def start(
         lineage_root=lineage_root(session, execution_id),
         account_provider=execution.account_provider,
         items=[dict(item) for item in execution.recommendations],
+        mode=mode,
+        account=target_of(execution.cloud_account) if execution.cloud_account else None,
     )
 
 
@@ -126,41 +159,114 @@ def run(run: Run, registry: ProviderRegistry) -> Status | None:
 def _purchase(
     run: Run, index: int, item: Mapping[str, Any], registry: ProviderRegistry
 ) -> dict[str, Any] | None:
-    """One item: claim, buy (or reuse what the lineage bought), record. None if the row
-    is no longer running."""
+    """One item: claim, resolve a lost outcome, quote, buy (or reuse what the lineage
+    bought), record. None if the row is no longer running."""
     name = purchasing.item_provider(item, run.account_provider)
-    provider = registry.get(name)
+    provider = registry.get(name, run.mode)
     if provider is None:
         return purchasing.failed(item, f"no purchasing provider for {name or '(none)'!r}")
     key = purchasing.ledger_key(run.lineage_root, index)
+    call = _Caller(run, provider, key)
+    if run.mode is PurchaseMode.DRY_RUN:
+        with unit_of_work() as session:
+            if not _touch(session, run.execution_id, now=utcnow()):
+                return None
+        try:
+            rehearsed = call("rehearse", lambda: provider.rehearse(item, call.account))
+        except ProviderError as refusal:
+            return purchasing.failed(item, _reason(refusal))
+        too_dear = purchasing.price_refusal(item, rehearsed.as_dict())
+        if too_dear is not None:
+            return purchasing.failed(item, too_dear)
+        return purchasing.quoted(item, rehearsed.as_dict())
     with unit_of_work() as session:
         if not _touch(session, run.execution_id, now=utcnow()):
             return None
-        claim, ours = _claim(session, key, run.execution_id, index, name)
+        claim, ours = _claim(session, key, run.execution_id, index, name, run.mode)
     if claim.purchase_id is not None:
         return purchasing.purchased(item, claim.purchase_id)
-    if not ours and not provider.idempotent:
-        return purchasing.failed(item, UNKNOWN_OUTCOME.format(provider=name))
+    if not ours:
+        service = normalize_service(item.get("service"))
+        if not provider.can_find(service):
+            return purchasing.failed(item, UNKNOWN_OUTCOME.format(provider=name, service=service))
+        try:
+            found = call("find", lambda: provider.find(key, item, call.account))
+        except ProviderError as failure:
+            return purchasing.failed(
+                item, LOOKUP_FAILED.format(provider=name, reason=_reason(failure))
+            )
+        if found is not None:
+            with unit_of_work() as session:
+                return purchasing.purchased(item, _record(session, key, found, now=utcnow()))
     try:
-        purchase_id = provider.purchase(key, item)
-    except PurchaseFailed as refusal:
+        quote = call("quote", lambda: provider.quote(item, call.account))
+        too_dear = purchasing.price_refusal(item, quote.as_dict())
+        if too_dear is not None:
+            raise _Refused(too_dear)
+        purchase_id = call("purchase", lambda: provider.purchase(key, item, call.account, quote))
+    except (ProviderError, _Refused) as refusal:
         with unit_of_work() as session:
             _release(session, key)
-        return purchasing.failed(item, str(refusal) or type(refusal).__name__)
+        return purchasing.failed(item, _reason(refusal))
     with unit_of_work() as session:
         recorded = _record(session, key, purchase_id, now=utcnow())
-    return purchasing.purchased(item, recorded)
+    return {**purchasing.purchased(item, recorded), "quote": quote.as_dict()}
+
+
+class _Refused(Exception):
+    """The executor's own refusal to buy (a price above the item's limit)."""
+
+
+def _reason(refusal: Exception) -> str:
+    return str(refusal) or type(refusal).__name__
+
+
+class _Caller:
+    """Calls one provider for one item, logging each call with the execution id and the
+    key (never the account's credentials: the provider holds none of ours)."""
+
+    def __init__(self, run: Run, provider: PurchaseProvider, key: str) -> None:
+        self.run, self.provider, self.key = run, provider, key
+        self.account = run.account or AccountTarget(name="", provider=provider.name)
+
+    def __call__(self, operation: str, call: Callable[[], _T]) -> _T:
+        fields = {
+            "execution_id": str(self.run.execution_id),
+            "key": self.key,
+            "provider": self.provider.name,
+            "mode": self.run.mode.value,
+            "operation": operation,
+        }
+        log.info("provider call %s", operation, extra=fields)
+        try:
+            answer = call()
+        except ProviderError as error:
+            log.warning("provider call %s refused: %s", operation, error, extra=fields)
+            raise
+        log.info("provider call %s answered", operation, extra=fields)
+        return answer
 
 
 def _claim(
-    session: Session, key: str, execution_id: uuid.UUID, index: int, provider: str
+    session: Session,
+    key: str,
+    execution_id: uuid.UUID,
+    index: int,
+    provider: str,
+    mode: PurchaseMode,
 ) -> tuple[ProviderPurchase, bool]:
     """Insert the ledger row for `key` unless it exists; the row, and whether this call
     made it. The unique key makes two claims of one purchase impossible."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     made = session.execute(
         insert(ProviderPurchase)
-        .values(idempotency_key=key, execution_id=execution_id, item_index=index, provider=provider)
+        .values(
+            idempotency_key=key,
+            execution_id=execution_id,
+            item_index=index,
+            provider=provider,
+            mode=mode.value,
+        )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(ProviderPurchase.id)
     ).first()

@@ -60,7 +60,7 @@ def policy_from(settings: Settings, registry: ProviderRegistry) -> RetryPolicy:
     return RetryPolicy(
         threshold=settings.retry_threshold,
         extra_hints=settings.ops_hints_extra,
-        redrivable_providers=registry.redrivable(),
+        redrivable=registry.redrivable,
         redrive_unsafe_providers=settings.redrive_unsafe_providers,
     )
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from app import task_names
 from app.db import utcnow
-from app.domain.retry import OPS_HINTS
+from app.domain.retry import MALFORMED_HINT, OPS_HINTS
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, RetryBatchItem
 from app.providers import ProviderRegistry
@@ -296,11 +296,11 @@ def test_a_provider_the_registry_does_not_know_is_unsafe_even_with_force(
     assert body["redrive_unsafe"] is True and body["ops_hint"]
 
 
-def test_a_registered_provider_that_is_not_idempotent_is_unsafe(
+def test_a_registered_provider_that_cannot_find_a_lost_purchase_is_unsafe(
     app, client, db_session, alice, monkeypatch
 ):
     registry = ProviderRegistry.of(
-        [SimulatedProvider("aws"), SimulatedProvider("azure", idempotent=False)]
+        [SimulatedProvider("aws"), SimulatedProvider("azure", findable=False)]
     )
     monkeypatch.setitem(app.extensions, "providers", registry)
     safe = failed_row(db_session, alice, recommendations=[item("aws")])
@@ -327,7 +327,7 @@ def test_malformed_recommendations_are_refused_with_the_reason(
         executions_before=1,
     )
     assert body["failure_reason"].startswith("malformed recommendations:")
-    assert body["ops_hint"] == "Fix the row's recommendations (a JSON list of objects), then retry"
+    assert body["ops_hint"] == MALFORMED_HINT
 
 
 def test_a_provider_is_redrive_safe_unless_configured_otherwise(client, db_session, alice):

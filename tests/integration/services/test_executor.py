@@ -31,24 +31,23 @@ def app_context(app, db_session):
         yield
 
 
-@dataclass
-class RecordingProvider:
+@dataclass(frozen=True)
+class RecordingProvider(SimulatedProvider):
     """The simulator, counting the purchases it is asked for; `during` runs inside the
     purchase (as another process would, with its own transaction)."""
 
     name: str = "aws"
-    idempotent: bool = True
     calls: list[str] = field(default_factory=list)
     during: Any = None
 
-    def purchase(self, key: str, item: Mapping[str, Any]) -> str:
+    def purchase(self, key: str, item: Mapping[str, Any], account=None, quote=None) -> str:
         self.calls.append(key)
         if self.during is not None:
             self.during()
-        return SimulatedProvider(self.name).purchase(key, item)
+        return super().purchase(key, item)
 
 
-def registry(*providers: RecordingProvider) -> ProviderRegistry:
+def registry(*providers: SimulatedProvider) -> ProviderRegistry:
     return ProviderRegistry.of(providers)
 
 
@@ -174,8 +173,10 @@ def test_a_lineage_never_buys_what_an_ancestor_bought(db_session):
     }
 
 
-@pytest.mark.parametrize("idempotent", [True, False])
-def test_a_claim_whose_outcome_was_lost_is_rebought_only_idempotently(db_session, idempotent):
+@pytest.mark.parametrize("findable", [True, False])
+def test_a_claim_whose_outcome_was_lost_is_rebought_only_where_it_can_be_looked_up(
+    db_session, findable
+):
     row = approved_row(db_session, [recommendation()])
     db_session.add(
         ProviderPurchase(
@@ -186,12 +187,12 @@ def test_a_claim_whose_outcome_was_lost_is_rebought_only_idempotently(db_session
         )
     )
     db_session.flush()
-    provider = RecordingProvider(idempotent=idempotent)
+    provider = RecordingProvider(findable=findable)
 
     status = execute(row.execution_id, registry(provider))
 
     (item,) = reload(db_session, row.execution_id).recommendations
-    if idempotent:
+    if findable:
         assert status is Status.COMPLETED and provider.calls == [f"{row.execution_id}:0"]
         assert ledger(db_session) == {f"{row.execution_id}:0": item["purchase_id"]}
     else:
@@ -274,12 +275,11 @@ def test_a_row_reaped_mid_run_keeps_the_reapers_outcome_and_the_ledger_keeps_the
 
 
 def test_a_provider_refusal_is_the_items_error(db_session):
-    @dataclass
-    class Refusing:
+    @dataclass(frozen=True)
+    class Refusing(SimulatedProvider):
         name: str = "aws"
-        idempotent: bool = True
 
-        def purchase(self, key: str, item: Mapping[str, Any]) -> str:
+        def purchase(self, key: str, item: Mapping[str, Any], account=None, quote=None) -> str:
             raise PurchaseFailed("ReservedInstancesOffering not found")
 
     row = approved_row(db_session, [recommendation()])

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.domain.providers import PurchaseMode
 from app.domain.rbac import DEFAULT_PERMISSIONS, Principal
 from app.domain.retry import RetryPolicy
 
@@ -25,6 +26,7 @@ class Row:
     error: str | None = "InsufficientCapacity: try later"
     recommendations: Any = field(default_factory=lambda: [{"provider": "aws", "count": 1}])
     account_provider: str | None = "aws"
+    account_mode: PurchaseMode = PurchaseMode.SIMULATE
 
 
 def user(*extra: str, defaults: bool = True) -> Principal:
