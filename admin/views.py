@@ -97,6 +97,7 @@ class PurchaseHistoryView(
     )
     # Macros of the list template, reading the names `get_list` looked up for the page.
     column_formatters = {
+        "status": macro("status_cell"),
         "cloud_account_id": macro("account_cell"),
         "plan_id": macro("plan_cell"),
         "created_by_user_id": macro("creator_cell"),
@@ -106,6 +107,7 @@ class PurchaseHistoryView(
     column_details_list = (
         "execution_id",
         "status",
+        "purchase_mode",
         "created_at",
         "updated_at",
         "created_by_user_id",
@@ -140,6 +142,7 @@ class PurchaseHistoryView(
         "retried_by_user_id": "Retried by",
         "total_upfront_cost": "Upfront",
         "estimated_savings": "Savings",
+        "purchase_mode": "Mode",
     }
 
     def get_one(self, id: str) -> PurchaseExecution:

@@ -22,6 +22,22 @@ class PurchaseMode(StrEnum):
     LIVE = "live"
 
 
+# How a row's mode reads wherever it is shown (the panel, the API, the outcome email).
+MODE_MEANINGS = {
+    PurchaseMode.SIMULATE: "simulated: nothing was bought",
+    PurchaseMode.DRY_RUN: "dry run: quoted, nothing was bought",
+    PurchaseMode.LIVE: "live: bought from the cloud",
+}
+
+
+def mode_meaning(mode: str | None) -> str:
+    """What a row's `purchase_mode` means, in words; "" before it runs."""
+    try:
+        return MODE_MEANINGS[PurchaseMode(mode)] if mode else ""
+    except ValueError:
+        return str(mode)
+
+
 # What a new account buys in until an admin says otherwise: the cloud is asked, nothing
 # is bought.
 NEW_ACCOUNT_MODE = PurchaseMode.DRY_RUN

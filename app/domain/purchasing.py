@@ -96,3 +96,11 @@ def item_outcome(item: Mapping[str, Any]) -> str:
     if isinstance(item.get("quote"), dict):
         return "quoted"
     return "pending"
+
+
+def quote_text(quote: Mapping[str, Any]) -> str:
+    """A quote in one line: the offering, and its price over the term when known."""
+    total = quote.get("term_total")
+    currency = quote.get("currency") or ""
+    price = f"{total} {currency} over the term".replace("  ", " ") if total else "no price quoted"
+    return f"{quote.get('offering_id') or 'offering'}: {price}"

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import Integer, literal_column, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from app.domain.purchasing import is_selected, item_outcome, item_provider
+from app.domain.providers import mode_meaning
+from app.domain.purchasing import is_selected, item_outcome, item_provider, quote_text
 from app.domain.recommendations import items_of, malformed_reason
 from app.models import AuditEvent, CloudAccount, PurchaseExecution, PurchasePlan, User
 
@@ -63,9 +64,10 @@ class ItemDetails:
     provider: str
     fields: dict[str, Any]
     selected: bool
-    outcome: str  # purchased | failed | skipped | pending
+    outcome: str  # purchased | quoted | failed | skipped | pending
     purchase_id: Any
     error: Any
+    quote: str | None  # the offering and price it was quoted, in words
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class ExecutionDetails:
     plan_name: str | None
     creator_email: str | None
     retrier_email: str | None
+    mode: str  # what the row's `purchase_mode` means, in words
 
 
 def details_of(session: Session, execution: PurchaseExecution) -> ExecutionDetails:
@@ -107,6 +110,7 @@ def details_of(session: Session, execution: PurchaseExecution) -> ExecutionDetai
         plan_name=plan_name,
         creator_email=creator_email,
         retrier_email=retrier_email,
+        mode=mode_meaning(execution.purchase_mode),
     )
 
 
@@ -179,6 +183,7 @@ def items_with_outcomes(recommendations: Any, account_provider: str | None) -> l
             outcome=item_outcome(item),
             purchase_id=item.get("purchase_id"),
             error=item.get("error"),
+            quote=quote_text(item["quote"]) if isinstance(item.get("quote"), dict) else None,
         )
         for index, item in enumerate(items_of(recommendations))
     ]

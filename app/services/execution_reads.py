@@ -345,6 +345,7 @@ def as_item(
         "cloud_account_id": _str_or_none(execution.cloud_account_id),
         "plan_id": _str_or_none(execution.plan_id),
         "step_number": execution.step_number,
+        "purchase_mode": execution.purchase_mode,
         "total_upfront_cost": _money(execution.total_upfront_cost),
         "estimated_savings": _money(execution.estimated_savings),
         "approved_by": execution.approved_by,

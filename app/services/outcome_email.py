@@ -12,7 +12,8 @@ from typing import Any
 from flask import render_template
 
 from app.config import Settings
-from app.domain.purchasing import is_selected
+from app.domain.providers import PurchaseMode, mode_meaning
+from app.domain.purchasing import is_selected, item_outcome, quote_text
 from app.domain.recommendations import items_of
 from app.domain.statuses import Status
 from app.models import CloudAccount, PurchaseExecution
@@ -26,6 +27,7 @@ HEADLINES = {
 }
 
 PURCHASED = "purchased"
+QUOTED = "would buy (dry run)"
 FAILED = "failed"
 SKIPPED = "skipped"
 NOT_PURCHASED = "not purchased"
@@ -34,7 +36,7 @@ NOT_PURCHASED = "not purchased"
 @dataclass(frozen=True)
 class ItemOutcome:
     line: Line
-    outcome: str  # PURCHASED | FAILED | SKIPPED | NOT_PURCHASED
+    outcome: str  # PURCHASED | QUOTED | FAILED | SKIPPED | NOT_PURCHASED
     detail: str  # the purchase id, or why not
 
 
@@ -47,6 +49,8 @@ def outcome_of(item: dict[str, Any]) -> ItemOutcome:
         return ItemOutcome(line_of(item), PURCHASED, str(item.get("purchase_id") or ""))
     if item.get("error"):
         return ItemOutcome(line_of(item), FAILED, str(item["error"]))
+    if item_outcome(item) == "quoted":
+        return ItemOutcome(line_of(item), QUOTED, quote_text(item["quote"]))
     return ItemOutcome(line_of(item), NOT_PURCHASED, "the run stopped before this item")
 
 
@@ -66,10 +70,16 @@ def render(
     selected = [item for item in items if item.outcome != SKIPPED]
     purchased = sum(item.outcome == PURCHASED for item in items)
     headline = HEADLINES.get(Status(execution.status), f"Purchase {execution.status}")
+    subject = f"{headline}: {purchased} of {len(selected)} commitments bought"
+    if execution.purchase_mode == PurchaseMode.DRY_RUN:
+        headline = f"Dry run {execution.status.replace('_', ' ')}"
+        quoted = sum(item.outcome == QUOTED for item in items)
+        subject = f"{headline}: {quoted} of {len(selected)} commitments quoted, nothing bought"
     context = {
         "execution": execution,
         "account": account,
         "headline": headline,
+        "mode": mode_meaning(execution.purchase_mode),
         "items": items,
         "upfront": summary.upfront,
         "savings": summary.savings,
@@ -77,7 +87,7 @@ def render(
         f"?id={execution.execution_id}",
     }
     return compose(
-        f"{headline}: {purchased} of {len(selected)} commitments bought",
+        subject,
         recipient=recipient,
         settings=settings,
         text=render_template("email/outcome.txt", **context),

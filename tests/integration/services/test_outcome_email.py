@@ -212,3 +212,35 @@ def test_the_subject_says_how_it_ended_and_counts_the_selected_items(
     db_session.flush()
     email = claim(db_session, row, outbox)
     assert email.message["Subject"] == subject
+
+
+@pytest.mark.parametrize(
+    ("mode", "subject", "says"),
+    [
+        ("live", "Purchase completed: 1 of 1 commitments bought", "live: bought from the cloud"),
+        (
+            "dry_run",
+            "Dry run completed: 1 of 1 commitments quoted, nothing bought",
+            "dry run: quoted, nothing was bought",
+        ),
+    ],
+)
+def test_it_says_the_mode_the_row_ran_in_and_what_a_dry_run_would_have_bought(
+    db_session, outbox, mode, subject, says
+):
+    row = ended_row(db_session)
+    quote = {"offering_id": "ri-offer-9", "currency": "USD", "term_total": "1200.00"}
+    if mode == "dry_run":
+        row.recommendations = [recommendation(quote=quote)]
+    else:
+        row.recommendations = [recommendation(purchased=True, purchase_id="ri-1", quote=quote)]
+    row.purchase_mode = mode
+    db_session.flush()
+
+    email = claim(db_session, row, outbox)
+
+    assert email.message["Subject"] == subject
+    text = email.message.get_payload()[0].get_payload(decode=True).decode()
+    assert f"Mode: {says}" in text
+    if mode == "dry_run":
+        assert "would buy (dry run) (ri-offer-9: 1200.00 USD over the term)" in text
