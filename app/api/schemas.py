@@ -326,6 +326,9 @@ class ExecutionItem(BaseModel):
     cloud_account_id: str | None
     plan_id: str | None
     step_number: int | None
+    purchase_mode: str | None = Field(
+        description="the mode the row ran in (simulate, dry_run or live); null until it starts"
+    )
     total_upfront_cost: str | None = Field(description="a decimal string")
     estimated_savings: str | None = Field(description="a decimal string")
     approved_by: str | None

@@ -293,3 +293,24 @@ def test_a_simulated_account_never_reaches_the_cloud(db_session):
     assert cloud.calls == []
     ((purchase_id, mode),) = ledger(db_session).values()
     assert purchase_id.startswith("sim-aws-") and mode == "simulate"
+
+
+def test_every_provider_call_is_logged_with_the_execution_and_the_key(db_session, caplog):
+    row = approved(db_session, "live", [ec2_item()])
+    key = lost_claim(db_session, row)
+    caplog.set_level("INFO", logger="app.services.executor")
+
+    execute(row.execution_id, ScriptedCloud())
+
+    calls = [record for record in caplog.records if record.msg.startswith("provider call")]
+    assert [(record.operation, record.getMessage()) for record in calls] == [
+        ("find", "provider call find"),
+        ("find", "provider call find answered"),
+        ("quote", "provider call quote"),
+        ("quote", "provider call quote answered"),
+        ("purchase", "provider call purchase"),
+        ("purchase", "provider call purchase answered"),
+    ]
+    for record in calls:
+        assert record.execution_id == str(row.execution_id) and record.key == key
+        assert (record.provider, record.mode) == ("aws", "live")
