@@ -1,4 +1,4 @@
-"""Flask CLI commands: `flask --app app users|groups|executions|demo ...`, a module per
+"""Flask CLI commands: `flask --app app users|groups|executions|accounts|demo ...`, a module per
 command group.
 
 Thin: each command parses its input, calls a service inside a unit of work, and turns
@@ -11,10 +11,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from app.cli.accounts import accounts_cli
     from app.cli.demo import demo_cli
     from app.cli.executions import executions_cli
     from app.cli.groups import groups_cli
     from app.cli.users import users_cli
 
-    for group in (users_cli, groups_cli, executions_cli, demo_cli):
+    for group in (users_cli, groups_cli, executions_cli, accounts_cli, demo_cli):
         app.cli.add_command(group)
