@@ -67,7 +67,9 @@ def describe(item: Mapping[str, Any]) -> Commitment:
         raise PurchaseFailed(f"term_years must be 1 or 3; got {item.get('term_years')!r}")
     count = _whole(item.get("count", 1))
     if count is None or count < 1:
-        raise PurchaseFailed(f"count must be a whole number of at least 1; got {count!r}")
+        raise PurchaseFailed(
+            f"count must be a whole number of at least 1; got {item.get('count')!r}"
+        )
     entries = item.get("resources")
     if not isinstance(entries, list) or not entries:
         raise PurchaseFailed('resources: give a list of {"type": "VCPU"|"MEMORY", "amount": n}')
