@@ -14,7 +14,8 @@ item of a service it can:
 - `check(account)`: the cheapest read that proves the credentials work.
 
 Each raises `PurchaseFailed` when it bought nothing (the message says why, in words an
-operator can act on) and `find` raises `LookupFailed` when it cannot answer. A provider
+operator can act on), `purchase` raises `OutcomeUnknown` when it cannot tell whether it
+bought, and `find` raises `LookupFailed` when it cannot answer. A provider
 retries throttling itself, with backoff, before anything surfaces.
 
 Redrive safety (a retry's check after "already retried") asks `can_find(service)`: a
@@ -67,6 +68,13 @@ class PurchaseFailed(ProviderError):
 
 class LookupFailed(ProviderError):
     """The provider could not say whether a key was bought: so nothing may be bought."""
+
+
+class OutcomeUnknown(Exception):
+    """A purchase request went out and the provider did not say what became of it (an
+    operation still running at the deadline, a connection broken after the request).
+    Deliberately not a `ProviderError`: the ledger's claim stays, so that a retry asks
+    the provider (`find`) instead of assuming nothing was bought."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ only then bought, with no transaction open while the provider works. So:
   nothing is bought. A provider that cannot look the key up for the item's service
   fails the item with a hint to check by hand;
 - the item is quoted before it is bought, and a price above its `max_price` fails it;
-- a provider's refusal releases the claim: nothing was bought, a retry may buy it.
+- a provider's refusal releases the claim: nothing was bought, a retry may buy it; a
+  purchase whose outcome the provider did not tell keeps it, for a retry to look up.
 
 Every provider call is logged with the execution id and the key, never a credential.
 
@@ -52,6 +53,7 @@ from app.domain.statuses import IN_FLIGHT, Status
 from app.models import ProviderPurchase, PurchaseExecution
 from app.providers import (
     AccountTarget,
+    OutcomeUnknown,
     ProviderError,
     ProviderRegistry,
     PurchaseProvider,
@@ -204,6 +206,9 @@ def _purchase(
         if too_dear is not None:
             raise _Refused(too_dear)
         purchase_id = call("purchase", lambda: provider.purchase(key, item, call.account, quote))
+    except OutcomeUnknown as unknown:
+        # The claim stays: a retry asks the provider before it buys.
+        return purchasing.failed(item, _reason(unknown))
     except (ProviderError, _Refused) as refusal:
         with unit_of_work() as session:
             _release(session, key)
@@ -240,7 +245,7 @@ class _Caller:
         log.info("provider call %s", operation, extra=fields)
         try:
             answer = call()
-        except ProviderError as error:
+        except (ProviderError, OutcomeUnknown) as error:
             log.warning("provider call %s refused: %s", operation, error, extra=fields)
             raise
         log.info("provider call %s answered", operation, extra=fields)

@@ -10,7 +10,7 @@ from google.api_core import exceptions as api
 from google.auth import exceptions as auth_errors
 from google.cloud import compute_v1
 
-from app.providers import PurchaseFailed
+from app.providers import OutcomeUnknown, PurchaseFailed
 
 CREATE = "compute.commitments.create"
 # What the purchasing identity needs: quote (regions.get), find (get), check (list), buy.
@@ -31,11 +31,10 @@ EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
 _REQUEST_PREFIX = re.compile(r"^[A-Z]+ [a-z]+://\S+: ")
 
 
-class CommitmentOutcomeUnknown(RuntimeError):
+class CommitmentOutcomeUnknown(OutcomeUnknown):
     """An insert whose outcome GCP did not tell (the operation did not finish in time, or
-    the connection broke after the request went out). Deliberately not a
-    `ProviderError`: the ledger's claim must stay, so that a retry looks the commitment
-    up by name instead of assuming nothing was bought."""
+    the connection broke after the request went out): the ledger's claim stays, so that
+    a retry looks the commitment up by name instead of assuming nothing was bought."""
 
     def __init__(self, bought: str, detail: str) -> None:
         super().__init__(

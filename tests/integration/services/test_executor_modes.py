@@ -26,6 +26,7 @@ from app.providers import (
     AccountTarget,
     ConnectionReport,
     LookupFailed,
+    OutcomeUnknown,
     ProviderRegistry,
     PurchaseFailed,
     Quote,
@@ -52,6 +53,7 @@ class ScriptedCloud:
     calls: list[tuple[str, str]] = field(default_factory=list)
     lookup_fails: bool = False
     refuse: str | None = None
+    outcome_unknown: bool = False
 
     def can_find(self, service: str) -> bool:
         return service == "ec2"
@@ -76,6 +78,8 @@ class ScriptedCloud:
         self.calls.append(("purchase", key))
         if self.refuse:
             raise PurchaseFailed(self.refuse)
+        if self.outcome_unknown:
+            raise OutcomeUnknown("the operation was still running at the deadline")
         return self.sold.setdefault(key, f"ri-{len(self.sold) + 1}")
 
     def find(self, key: str, item: Mapping[str, Any], account: AccountTarget) -> str | None:
@@ -268,6 +272,21 @@ def test_a_provider_refusal_releases_the_claim(db_session):
     (item,) = reload(db_session, row.execution_id).recommendations
     assert item["error"] == "insufficient capacity: m5.large in us-east-1"
     assert ledger(db_session) == {}
+
+
+def test_a_purchase_whose_outcome_is_unknown_keeps_its_claim_for_a_retry_to_look_up(db_session):
+    row = approved(db_session, "live", [ec2_item(), ec2_item(resource_type="c5.large")])
+    cloud = ScriptedCloud(outcome_unknown=True)
+
+    assert execute(row.execution_id, cloud) is Status.FAILED
+
+    first, second = reload(db_session, row.execution_id).recommendations
+    assert first["error"] == "the operation was still running at the deadline"
+    assert second["error"] == first["error"]  # the next item was still tried
+    assert ledger(db_session) == {
+        f"{row.execution_id}:0": (None, "live"),
+        f"{row.execution_id}:1": (None, "live"),
+    }
 
 
 @pytest.mark.parametrize("mode", ["live", "dry_run"])
