@@ -4,11 +4,14 @@ transport: what the SDK asked ARM, and what the provider answered."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.identity import CredentialUnavailableError
 
 from app.providers import PurchaseFailed
-from app.providers.azure import MAX_CATALOG_PAGES
+from app.providers.azure import MAX_CATALOG_PAGES, AzureProvider
 from tests.unit.providers.test_azure_fakes import (
     ACCOUNT,
     ARM,
@@ -243,3 +246,21 @@ def test_a_server_error_answer_is_retried_for_reads():
     azure(arm).quote(ITEM, ACCOUNT)
 
     assert arm.methods() == ["GET", "GET", "POST"]
+
+
+class NoCredential:
+    """A TokenCredential that finds nothing, as DefaultAzureCredential does on a machine
+    with no Azure identity."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        raise CredentialUnavailableError("DefaultAzureCredential failed to retrieve a token")
+
+
+def test_no_credential_says_what_to_give_the_worker_and_sends_nothing():
+    arm = FakeArm()
+    provider = AzureProvider(credential=NoCredential(), transport=arm)
+
+    with pytest.raises(PurchaseFailed, match=r"^Azure credentials unavailable .*managed identity"):
+        provider.quote(ITEM, ACCOUNT)
+
+    assert arm.seen == []
