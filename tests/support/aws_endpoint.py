@@ -16,8 +16,8 @@ Knobs (attributes, or `POST /_knobs` with a JSON object of them):
 - `throttle`: answer the next N requests `RequestLimitExceeded` (HTTP 503);
 - `lose_purchase_responses`: the next N purchases buy, then answer `InternalError` 500
   (the answer lost on the way back);
-- `describe_error`: answer `DescribeReservedInstances` with this error code (HTTP 500;
-  None: answer normally);
+- `describe_error`: answer `DescribeReservedInstances` with this error code (HTTP 400, so
+  botocore does not retry it; None: answer normally);
 - `deny`: actions answered `UnauthorizedOperation` (HTTP 403).
 
 `GET /_state` answers JSON: `purchases` (how many purchases bought), `reservations`
@@ -226,7 +226,7 @@ class Ec2Endpoint:
 
     def _describe_reserved(self, action: str, params: Mapping[str, str]) -> tuple[int, str]:
         if self.describe_error:
-            return _error(500, self.describe_error, "The lookup failed.")
+            return _error(400, self.describe_error, "The lookup failed.")
         ids = _listed(params, "ReservedInstancesId")
         tag_filters: dict[str, list[str]] = {}
         n = 1
