@@ -58,7 +58,10 @@ SERVICES: dict[str, tuple[str, ...]] = {
         "managed-disk",
         "blob-storage",
         "databricks",
-        "synapse",
+        "data-explorer",
+        "dedicated-host",
+        "azure-files",
+        "data-factory",
     ),
     "gcp": ("compute",),
 }
@@ -73,6 +76,7 @@ SERVICE_ALIASES = {
     "virtual-machines": "vm",
     "sqldatabases": "sql",
     "cosmos-db": "cosmosdb",
+    "synapse": "sqldatawarehouse",
     "gce": "compute",
 }
 
