@@ -13,6 +13,7 @@ from flask_admin.contrib.sqla.fields import CheckboxListField
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from app.db import db
@@ -118,14 +119,39 @@ class GroupForm(FlaskForm):
 
 class CloudAccountForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    provider = SelectField("Provider", choices=[(name, name) for name in PROVIDERS])
+    provider = SelectField("Provider", choices=[SelectChoice(name, name) for name in PROVIDERS])
     external_id = StringField(
         "External id",
         validators=[DataRequired(), Length(max=200)],
-        description="The provider's account, subscription or project id.",
+        description=(
+            "The AWS account id (the STS external id when a role is given), the Azure "
+            "subscription id, or the GCP project id."
+        ),
     )
     contact_email = StringField(
         "Contact email",
         validators=[Optional(), Length(max=320), email_address],
         description="Where approval emails for this account go.",
+    )
+    # Where the cloud's SDK acts; the rules (shape, which provider) are
+    # `app.services.accounts.account_fields`'s, applied when the form is saved.
+    aws_role_arn = StringField(
+        "AWS role ARN",
+        validators=[Optional(), Length(max=2048)],
+        description=(
+            "AWS only, optional: the IAM role purchases run as, e.g. "
+            "arn:aws:iam::123456789012:role/commitment-purchaser. It is assumed with the "
+            "external id above as the STS external id. No secret is stored here: the "
+            "server's credentials come from the AWS SDK's standard chain."
+        ),
+    )
+    azure_billing_scope = StringField(
+        "Azure billing scope",
+        validators=[Optional(), Length(max=500)],
+        description=(
+            "Azure only, optional: the billing scope reservations are charged to, e.g. "
+            "/providers/Microsoft.Billing/billingAccounts/<id>. The external id above is "
+            "the subscription. No secret is stored here: credentials come from the Azure "
+            "SDK's standard chain (DefaultAzureCredential)."
+        ),
     )
