@@ -13,7 +13,6 @@ from flask_admin.contrib.sqla.fields import CheckboxListField
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
-from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from app.db import db
@@ -119,7 +118,7 @@ class GroupForm(FlaskForm):
 
 class CloudAccountForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    provider = SelectField("Provider", choices=[SelectChoice(name, name) for name in PROVIDERS])
+    provider = SelectField("Provider", choices=[(name, name) for name in PROVIDERS])
     external_id = StringField(
         "External id",
         validators=[DataRequired(), Length(max=200)],
