@@ -35,6 +35,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -148,7 +149,18 @@ class PurchaseProvider(Protocol):
         self, key: str, item: Mapping[str, Any], account: AccountTarget, quote: Quote
     ) -> str: ...
 
-    def find(self, key: str, item: Mapping[str, Any], account: AccountTarget) -> str | None: ...
+    def find(
+        self,
+        key: str,
+        item: Mapping[str, Any],
+        account: AccountTarget,
+        *,
+        since: datetime | None = None,
+    ) -> str | None:
+        """What was bought under `key`, or None; `since` is when the key was claimed (no
+        purchase under it is older), for a provider that must recognise a purchase it
+        could not label."""
+        ...
 
     def check(self, account: AccountTarget) -> ConnectionReport: ...
 
@@ -187,14 +199,11 @@ class ProviderRegistry:
 
 
 def default_registry() -> ProviderRegistry:
+    from app.providers.aws import AwsProvider
+    from app.providers.azure import AzureProvider
+    from app.providers.gcp import GcpProvider
     from app.providers.simulator import SimulatedProvider
 
-    try:  # TEMP-WIP: until the cloud modules land
-        from app.providers.aws import AwsProvider
-        from app.providers.azure import AzureProvider
-        from app.providers.gcp import GcpProvider
-    except ImportError:
-        return ProviderRegistry.of(SimulatedProvider(name) for name in PROVIDERS)
     return ProviderRegistry.of(
         (SimulatedProvider(name) for name in PROVIDERS),
         (AwsProvider(), AzureProvider(), GcpProvider()),

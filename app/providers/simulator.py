@@ -17,6 +17,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -68,7 +69,12 @@ class SimulatedProvider:
         return f"sim-{self.name}-{digest}"
 
     def find(
-        self, key: str, item: Mapping[str, Any], account: AccountTarget | None = None
+        self,
+        key: str,
+        item: Mapping[str, Any],
+        account: AccountTarget | None = None,
+        *,
+        since: datetime | None = None,
     ) -> str | None:
         return None
 

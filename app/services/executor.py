@@ -192,7 +192,9 @@ def _purchase(
         if not provider.can_find(service):
             return purchasing.failed(item, UNKNOWN_OUTCOME.format(provider=name, service=service))
         try:
-            found = call("find", lambda: provider.find(key, item, call.account))
+            found = call(
+                "find", lambda: provider.find(key, item, call.account, since=claim.created_at)
+            )
         except ProviderError as failure:
             return purchasing.failed(
                 item, LOOKUP_FAILED.format(provider=name, reason=_reason(failure))

@@ -287,6 +287,9 @@ def test_panel_account_writes_are_audited_as_the_admin(admin_client, db_session)
         "provider": "gcp",
         "external_id": "p-1",
         "contact_email": "a@b.example",
+        "aws_role_arn": None,
+        "azure_billing_scope": None,
+        "purchase_mode": "dry_run",
     }
 
     form.update(external_id="p-2")

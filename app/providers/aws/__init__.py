@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -141,7 +142,14 @@ class AwsProvider:
         service, client = self._open(item, account)
         return service.purchase(client, key, item, quote)
 
-    def find(self, key: str, item: Mapping[str, Any], account: AccountTarget) -> str | None:
+    def find(
+        self,
+        key: str,
+        item: Mapping[str, Any],
+        account: AccountTarget,
+        *,
+        since: datetime | None = None,
+    ) -> str | None:
         try:
             service, client = self._open(item, account)
             return service.find(client, key, item)

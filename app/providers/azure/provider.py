@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -137,7 +138,14 @@ class AzureProvider:
             raise PurchaseFailed(f"reservation order {order_id} ended {state}: nothing was bought")
         return order_id_of(order, order_id)
 
-    def find(self, key: str, item: Mapping[str, Any], account: AccountTarget) -> str | None:
+    def find(
+        self,
+        key: str,
+        item: Mapping[str, Any],
+        account: AccountTarget,
+        *,
+        since: datetime | None = None,
+    ) -> str | None:
         """The order bought under `key` (also while Azure is still provisioning it), None
         when Azure has no order of that id."""
         order_id = str(key_uuid(key))

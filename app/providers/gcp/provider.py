@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import google.auth
@@ -168,7 +169,14 @@ class GcpProvider:
             raise refusal
         return bought
 
-    def find(self, key: str, item: Mapping[str, Any], account: AccountTarget) -> str | None:
+    def find(
+        self,
+        key: str,
+        item: Mapping[str, Any],
+        account: AccountTarget,
+        *,
+        since: datetime | None = None,
+    ) -> str | None:
         """The commitment named after `key` in the item's region, or None."""
         project = _project(account, LookupFailed)
         region = str(item.get("region") or "").strip()

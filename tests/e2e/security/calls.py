@@ -28,7 +28,15 @@ REQUEST_IN_PATH = {"api.retry_request_state"}
 BATCH_IN_PATH = {"api.retry_batch_state", "retry_batches.details"}
 LINK_ENDPOINTS = {"links.confirm", "links.act"}
 MANAGEMENT_VIEWS = {"users", "groups", "accounts", "audit", "suppressions"}
-MANAGEMENT_ID_ENDPOINTS = {"details_view", "edit_view", "delete_view"}
+MANAGEMENT_ID_ENDPOINTS = {
+    "details_view",
+    "edit_view",
+    "delete_view",
+    "set_mode_view",
+    "test_connection_view",
+}
+# The management endpoints that name their row in the form, not the query string.
+ID_IN_FORM = {"delete_view", "set_mode_view", "test_connection_view"}
 # Static files: public by design, for every role.
 STATIC_ENDPOINTS = {
     "static": "/static/missing.txt",
@@ -102,7 +110,7 @@ def build(
         url = rule.split("<")[0] + world.retry_batch_id(role, kind)
     elif view in MANAGEMENT_VIEWS and name in MANAGEMENT_ID_ENDPOINTS:
         row = world.management_id(endpoint, kind)
-        if name == "delete_view":
+        if name in ID_IN_FORM:
             form["id"] = row
             url = rule
         else:

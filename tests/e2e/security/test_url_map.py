@@ -149,6 +149,8 @@ EXPECTED: dict[tuple[str, str], dict] = {
     **management("users"),
     **management("groups"),
     **management("accounts", delete="302 done"),
+    ("accounts.set_mode_view", "POST"): admin_only(rows("302")),
+    ("accounts.test_connection_view", "POST"): admin_only(rows("302")),
     **management("audit", read_only=True),
     ("suppressions.index_view", "GET"): signed_in("200"),
     ("suppressions.details_view", "GET"): signed_in(rows(OFF, OFF, OFF)),
