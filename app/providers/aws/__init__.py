@@ -7,24 +7,39 @@ through that role (STS AssumeRole, session `commitment-control-plane`, the accou
 `external_id` as ExternalId when it has one). A call runs in the item's `region`; Savings
 Plans in us-east-1 (a global API). Constructing the provider touches nothing.
 
-How each service carries the ledger's idempotency key (`find` looks it up the same way):
+How each service carries the ledger's idempotency key, and how `find` looks it up:
 
 - `ec2`: the purchase takes no token and no tags: the reservation is tagged
   `ccp:idempotency-key=<key>` (CreateTags) right after; `find` is DescribeReservedInstances
-  filtered by that tag. Dry run: the purchase with `DryRun=True`.
+  filtered by that tag. When no reservation carries it and `find` is given `since` (when
+  the ledger claimed the key), a purchase whose answer or tag was lost is recognised by
+  what it is: an untagged, bought (payment-pending or active) reservation of the item's
+  instance type, platform, tenancy, scope, offering class, payment option, term and count,
+  started since the claim less a clock skew of a few minutes; it is tagged with the key
+  then. Dry run: the purchase with `DryRun=True`.
 - `rds`, `elasticache`, `memorydb`: the caller chooses the reservation id
   (`ReservedDBInstanceId`, `ReservedCacheNodeId`, `ReservationId`) = `key_name(key)`, and the
   purchase is tagged; `find` describes that id.
 - `opensearch`: the caller chooses `ReservationName` = `key_name(key)` (the purchase takes
   no tags); `find` walks DescribeReservedInstances (capped pages) for that name.
 - `redshift`: the purchase takes no token, no chosen id and no tags, and reserved nodes
-  cannot be tagged: `can_find` is False, so a lost outcome is never re-driven blindly.
+  cannot be tagged. `find` needs `since`: it walks DescribeReservedNodes (capped pages)
+  for a node of the item's offering and count, started since the claim less the clock
+  skew, not payment-failed; without `since` it fails (`LookupFailed`).
 - `savingsplans`: `clientToken` = `key_uuid(key)` and the tag; `find` walks
   DescribeSavingsPlans (capped pages) for the tag.
 
-EC2 and Redshift purchases carry no token, so botocore may retry them only after AWS
-answered that it did nothing (throttling); a connection error or a 5xx fails the purchase
-as `outcome unknown: ...` rather than buy twice.
+The EC2 and Redshift recognition is a heuristic: an identical purchase made by someone
+else (or under another key of ours) in the same minutes, still untagged, is taken for
+this key's. That errs the safe way: the item is recorded as bought and one reservation
+too few may be bought; nothing is ever bought twice.
+
+A purchase that may have bought but whose answer was lost (a connection broken or timed
+out after the request left, a 5xx that is not throttling) raises `OutcomeUnknown`: the
+ledger keeps its claim and a retry looks the key up before buying. EC2 and Redshift
+purchases carry no token, so botocore may re-send them only when AWS answered that it did
+nothing (throttling) or the request never left (a refused connection); the other services'
+purchases carry the key, so botocore's own retries are safe for them.
 
 `check` proves the credentials with STS GetCallerIdentity and one cheap EC2 read; when IAM
 denies it, `missing` is `REQUIRED_ACTIONS`, the IAM actions the purchasing role needs:
@@ -38,7 +53,8 @@ denies it, `missing` is `REQUIRED_ACTIONS`, the IAM actions the purchasing role 
 `memorydb:PurchaseReservedNodesOffering`, `memorydb:DescribeReservedNodes`,
 `memorydb:TagResource`; `es:DescribeReservedInstanceOfferings`,
 `es:PurchaseReservedInstanceOffering`, `es:DescribeReservedInstances`;
-`redshift:DescribeReservedNodeOfferings`, `redshift:PurchaseReservedNodeOffering`;
+`redshift:DescribeReservedNodeOfferings`, `redshift:PurchaseReservedNodeOffering`,
+`redshift:DescribeReservedNodes`;
 `savingsplans:DescribeSavingsPlansOfferings`, `savingsplans:CreateSavingsPlan`,
 `savingsplans:DescribeSavingsPlans`, `savingsplans:TagResource`.
 """
@@ -95,6 +111,7 @@ REQUIRED_ACTIONS: tuple[str, ...] = (
     "es:DescribeReservedInstances",
     "redshift:DescribeReservedNodeOfferings",
     "redshift:PurchaseReservedNodeOffering",
+    "redshift:DescribeReservedNodes",
     "savingsplans:DescribeSavingsPlansOfferings",
     "savingsplans:CreateSavingsPlan",
     "savingsplans:DescribeSavingsPlans",
@@ -152,7 +169,7 @@ class AwsProvider:
     ) -> str | None:
         try:
             service, client = self._open(item, account)
-            return service.find(client, key, item)
+            return service.find(client, key, item, since)
         except LookupFailed:
             raise
         except ProviderError as failure:

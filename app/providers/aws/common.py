@@ -1,15 +1,18 @@
 """What every AWS service module shares: reading an item, pricing an offering, walking
-pages with a cap, and the guard that keeps botocore from re-sending a purchase that
-carries no idempotency token."""
+pages with a cap, telling a refused purchase from one whose outcome is unknown, and the
+guard that keeps botocore from re-sending a purchase that carries no idempotency token."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol, TypeVar
 
-from app.providers import PurchaseFailed, Quote
-from app.providers.aws.errors import THROTTLED
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+
+from app.providers import OutcomeUnknown, PurchaseFailed, Quote
+from app.providers.aws.errors import THROTTLED, error_code, explain
 
 T = TypeVar("T")
 
@@ -26,6 +29,9 @@ OFFERING_TYPES = {
     "all-upfront": "All Upfront",
 }
 CENT = Decimal("0.01")
+# A purchase found by its attributes (EC2, Redshift) may show a start this much before the
+# ledger's claim: the clocks of AWS and of the database are not the same clock.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class Service(Protocol):
@@ -45,7 +51,12 @@ class Service(Protocol):
 
     def purchase(self, client: Any, key: str, item: Mapping[str, Any], quote: Quote) -> str: ...
 
-    def find(self, client: Any, key: str, item: Mapping[str, Any]) -> str | None: ...
+    def find(
+        self, client: Any, key: str, item: Mapping[str, Any], since: datetime | None = None
+    ) -> str | None:
+        """What was bought under `key`, or None; `since` is when the ledger claimed the key
+        (only EC2 and Redshift use it)."""
+        ...
 
 
 def text(item: Mapping[str, Any], field: str, default: str | None = None) -> str:
@@ -147,14 +158,49 @@ def pages(
     )
 
 
-class OutcomeUnknown(Exception):
-    """A purchase without an idempotency token got no answer: it may have been bought."""
+def outcome_unknown(action: str, why: object) -> OutcomeUnknown:
+    """What a purchase that may have bought, but whose answer was lost, raises: the
+    ledger keeps its claim, and a retry looks the key up (`find`) before it buys."""
+    return OutcomeUnknown(
+        f"outcome unknown: {action} got no clear answer ({why}); it may have bought. "
+        "A retry looks the purchase up at AWS first and buys only if nothing was bought"
+    )
 
 
-def guard_unsafe_retries(client: Any, event: str) -> None:
+def ambiguous(error: Exception) -> bool:
+    """Whether a purchase that failed with `error` may still have bought: the request may
+    have reached AWS and the answer is missing (a broken or timed-out connection after
+    sending, a 5xx that is not throttling). A refused connection or a connect timeout
+    never sent it; a 4xx or throttling is AWS saying it did nothing."""
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 and error_code(error) not in THROTTLED
+    # botocore's ConnectionError family (refused, connect timeout, TLS handshake, proxy)
+    # is raised before the request is sent; HTTPClientError (read timeout, connection
+    # closed) after.
+    return isinstance(error, HTTPClientError)
+
+
+def refused(action: str, error: Exception) -> OutcomeUnknown | PurchaseFailed:
+    """What a failed purchase call raises: `OutcomeUnknown` when it may have bought (see
+    `ambiguous`), else `PurchaseFailed` in an operator's words."""
+    return outcome_unknown(action, error) if ambiguous(error) else explain(action, error)
+
+
+def buy(action: str, operation: Callable[[], T]) -> T:
+    """Run one purchase call; its failure raises what `refused` says."""
+    try:
+        return operation()
+    except (ClientError, BotoCoreError) as error:
+        raise refused(action, error) from None
+
+
+def guard_unsafe_retries(client: Any, event: str, action: str) -> None:
     """Let botocore retry `event`'s operation (e.g. `ec2.PurchaseReservedInstancesOffering`)
-    only when AWS answered that it did nothing (throttling): a connection error or a 5xx
-    may follow a purchase AWS made, and without a token a re-sent call buys again."""
+    only when AWS answered that it did nothing (throttling) or the request never left (a
+    refused connection): after a broken connection or a 5xx, AWS may have bought, and
+    without a token a re-sent call buys again, so the attempt raises `OutcomeUnknown`
+    naming IAM action `action` instead."""
 
     def refuse_ambiguous(
         response: tuple[Any, Mapping[str, Any]] | None,
@@ -162,21 +208,32 @@ def guard_unsafe_retries(client: Any, event: str) -> None:
         **_: Any,
     ) -> None:
         if caught_exception is not None:
-            raise OutcomeUnknown(str(caught_exception))
+            if ambiguous(caught_exception) or not isinstance(caught_exception, BotoCoreError):
+                raise outcome_unknown(action, caught_exception)
+            return
         if response is None:
             return
         status = int(response[1].get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         code = str(response[1].get("Error", {}).get("Code") or "")
         if status >= 500 and code not in THROTTLED:
-            raise OutcomeUnknown(f"HTTP {status} {code}".strip())
+            raise outcome_unknown(action, f"HTTP {status} {code}".strip())
 
     client.meta.events.register_first(
         f"needs-retry.{event}", refuse_ambiguous, unique_id=f"ccp-refuse-ambiguous-{event}"
     )
 
 
-def outcome_unknown(action: str, why: OutcomeUnknown) -> PurchaseFailed:
-    return PurchaseFailed(
-        f"outcome unknown: {action} got no clear answer ({why}); it may have bought. "
-        "Check the account's reservations before retrying"
-    )
+def earliest_start(since: datetime) -> datetime:
+    """The earliest start a purchase made under a key claimed at `since` can show (a naive
+    `since` is read as UTC)."""
+    aware = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+    return aware - CLOCK_SKEW
+
+
+def started_since(start: Any, since: datetime) -> bool:
+    """Whether a reservation's start (a datetime, as botocore parses it) is no earlier
+    than `earliest_start(since)`; a missing start is not."""
+    if not isinstance(start, datetime):
+        return False
+    aware = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    return aware >= earliest_start(since)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,10 +23,11 @@ from app.providers.aws.common import (
     pages,
     payment_option,
     priced,
+    refused,
     term_seconds,
     text,
 )
-from app.providers.aws.errors import call, call_or_absent, error_code, explain
+from app.providers.aws.errors import call, call_or_absent, error_code
 
 Page = tuple[list[dict[str, Any]], str | None]
 
@@ -47,14 +49,15 @@ def _bought_once(
     again: Callable[[], str | None],
 ) -> Mapping[str, Any] | str:
     """The purchase's answer; or, when AWS already holds the chosen id (`already`), the
-    id found for it (a purchase re-sent after its answer was lost)."""
+    id found for it (a purchase re-sent after its answer was lost). A failure that may
+    have bought raises `OutcomeUnknown` (see `refused`)."""
     try:
         return buy()
     except ClientError as error:
         if error_code(error) != already:
-            raise explain(action, error) from None
+            raise refused(action, error) from None
     except BotoCoreError as error:
-        raise explain(action, error) from None
+        raise refused(action, error) from None
     found = again()
     if found is None:
         raise PurchaseFailed(f"{action} says the reservation exists, but it cannot be found")
@@ -131,7 +134,9 @@ class Rds:
             return answer
         return str(answer["ReservedDBInstance"]["ReservedDBInstanceId"])
 
-    def find(self, client: Any, key: str, item: Mapping[str, Any]) -> str | None:
+    def find(
+        self, client: Any, key: str, item: Mapping[str, Any], since: datetime | None = None
+    ) -> str | None:
         answer = call_or_absent(
             "rds:DescribeReservedDBInstances",
             lambda: client.describe_reserved_db_instances(ReservedDBInstanceId=key_name(key)),
@@ -209,7 +214,9 @@ class ElastiCache:
             return answer
         return str(answer["ReservedCacheNode"]["ReservedCacheNodeId"])
 
-    def find(self, client: Any, key: str, item: Mapping[str, Any]) -> str | None:
+    def find(
+        self, client: Any, key: str, item: Mapping[str, Any], since: datetime | None = None
+    ) -> str | None:
         answer = call_or_absent(
             "elasticache:DescribeReservedCacheNodes",
             lambda: client.describe_reserved_cache_nodes(ReservedCacheNodeId=key_name(key)),
@@ -282,7 +289,9 @@ class MemoryDb:
             return answer
         return str(answer["ReservedNode"]["ReservationId"])
 
-    def find(self, client: Any, key: str, item: Mapping[str, Any]) -> str | None:
+    def find(
+        self, client: Any, key: str, item: Mapping[str, Any], since: datetime | None = None
+    ) -> str | None:
         answer = call_or_absent(
             "memorydb:DescribeReservedNodes",
             lambda: client.describe_reserved_nodes(ReservationId=key_name(key)),

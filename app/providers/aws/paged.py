@@ -9,31 +9,40 @@ under a name AWS already holds answers the reservation bought first.
 
 Redshift: `PurchaseReservedNodeOffering` takes no token, no caller-chosen id and no tags,
 and reserved nodes are not among the resources Redshift's `CreateTags`/`DescribeTags`
-accept, so nothing at AWS ties a reserved node to the key. `find` cannot answer
-(`can_find` is False): a lost Redshift outcome is left for an operator to check by hand,
-never bought again blindly; and botocore may not re-send the purchase after an ambiguous
-failure.
+accept, so nothing at AWS ties a reserved node to the key. botocore may not re-send the
+purchase after an ambiguous failure (the purchase raises `OutcomeUnknown` instead). `find`
+recognises a purchase by what it is, given when the ledger claimed the key (`since`): a
+reserved node (`DescribeReservedNodes`, capped pages) of the item's offering (its
+`offering_id`, else the offering the quote picks now), of the item's count, started no
+earlier than `since` less `CLOCK_SKEW`, and not `payment-failed` or `retired`; the
+earliest such node is taken. Without `since` it cannot tell, and says so (`LookupFailed`).
+This is a heuristic, and an honest one only in the safe direction: an identical purchase
+made by someone else in the same minutes, or by another key of ours for an identical
+item, is taken for this key's, so the item is recorded as bought and one node too few
+may be bought; a purchase of ours is never bought twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.providers import LookupFailed, PurchaseFailed, Quote, key_name
 from app.providers.aws.common import (
-    OutcomeUnknown,
+    buy,
     count,
     decimal,
     guard_unsafe_retries,
     hourly,
-    outcome_unknown,
     pages,
     payment_option,
     priced,
+    refused,
+    started_since,
     term_seconds,
     text,
 )
@@ -47,9 +56,12 @@ _OPENSEARCH_PAYMENT = {
     "All Upfront": "ALL_UPFRONT",
 }
 REDSHIFT_UNFINDABLE = (
-    "Redshift reserved nodes carry no idempotency token, chosen id or tag, so a lost "
-    "purchase cannot be looked up: check the account's reserved nodes by hand"
+    "Redshift reserved nodes carry no idempotency token, chosen id or tag, and the ledger "
+    "gave no claim time to recognise the purchase by: check the account's reserved nodes "
+    "by hand"
 )
+# A reserved node in these states was never bought, or is long past.
+_REDSHIFT_NOT_BOUGHT = frozenset({"payment-failed", "retired"})
 
 
 def _charges(offering: Mapping[str, Any]) -> Any:
@@ -115,16 +127,18 @@ class OpenSearch:
             )
         except ClientError as error:
             if error_code(error) != "ResourceAlreadyExistsException":
-                raise explain(action, error) from None
+                raise refused(action, error) from None
             found = self.find(client, key, item)
             if found is None:
                 raise explain(action, error) from None
             return found
         except BotoCoreError as error:
-            raise explain(action, error) from None
+            raise refused(action, error) from None
         return str(answer["ReservedInstanceId"])
 
-    def find(self, client: Any, key: str, item: Mapping[str, Any]) -> str | None:
+    def find(
+        self, client: Any, key: str, item: Mapping[str, Any], since: datetime | None = None
+    ) -> str | None:
         name = key_name(key)
 
         def fetch(token: str | None) -> Page:
@@ -144,7 +158,7 @@ class OpenSearch:
 @dataclass(frozen=True)
 class Redshift:
     client_name: str = "redshift"
-    findable: bool = False
+    findable: bool = True
 
     def quote(self, client: Any, item: Mapping[str, Any]) -> Quote:
         action = "redshift:DescribeReservedNodeOfferings"
@@ -191,17 +205,39 @@ class Redshift:
 
     def purchase(self, client: Any, key: str, item: Mapping[str, Any], quote: Quote) -> str:
         action = "redshift:PurchaseReservedNodeOffering"
-        guard_unsafe_retries(client, "redshift.PurchaseReservedNodeOffering")
-        try:
-            answer = call(
-                action,
-                lambda: client.purchase_reserved_node_offering(
-                    ReservedNodeOfferingId=quote.offering_id, NodeCount=count(item)
-                ),
-            )
-        except OutcomeUnknown as why:
-            raise outcome_unknown(action, why) from None
+        guard_unsafe_retries(client, "redshift.PurchaseReservedNodeOffering", action)
+        answer = buy(
+            action,
+            lambda: client.purchase_reserved_node_offering(
+                ReservedNodeOfferingId=quote.offering_id, NodeCount=count(item)
+            ),
+        )
         return str(answer["ReservedNode"]["ReservedNodeId"])
 
-    def find(self, client: Any, key: str, item: Mapping[str, Any]) -> str | None:
-        raise LookupFailed(REDSHIFT_UNFINDABLE)
+    def find(
+        self, client: Any, key: str, item: Mapping[str, Any], since: datetime | None = None
+    ) -> str | None:
+        if since is None:
+            raise LookupFailed(REDSHIFT_UNFINDABLE)
+        offering_id = str(item.get("offering_id") or "") or self.quote(client, item).offering_id
+        units = count(item)
+
+        def fetch(marker: str | None) -> Page:
+            extra = {"Marker": marker} if marker else {}
+            answer = call(
+                "redshift:DescribeReservedNodes",
+                lambda: client.describe_reserved_nodes(MaxRecords=100, **extra),
+            )
+            return answer.get("ReservedNodes", []), answer.get("Marker")
+
+        candidates = [
+            node
+            for node in pages(fetch, "Redshift reserved nodes")
+            if node.get("ReservedNodeOfferingId") == offering_id
+            and node.get("NodeCount") == units
+            and str(node.get("State") or "") not in _REDSHIFT_NOT_BOUGHT
+            and started_since(node.get("StartTime"), since)
+        ]
+        if not candidates:
+            return None
+        return str(min(candidates, key=lambda node: node["StartTime"])["ReservedNodeId"])

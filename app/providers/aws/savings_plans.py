@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -23,6 +24,7 @@ from app.providers.aws.common import (
     CENT,
     HOURS_PER_MONTH,
     TAG_KEY,
+    buy,
     pages,
     payment_option,
     term_seconds,
@@ -133,12 +135,14 @@ class SavingsPlans:
         }
         if payment_option(item) == "Partial Upfront" and quote.upfront is not None:
             arguments["upfrontPaymentAmount"] = str(quote.upfront.quantize(Decimal(1)))
-        answer = call(
+        answer = buy(
             "savingsplans:CreateSavingsPlan", lambda: client.create_savings_plan(**arguments)
         )
         return str(answer["savingsPlanId"])
 
-    def find(self, client: Any, key: str, item: Mapping[str, Any]) -> str | None:
+    def find(
+        self, client: Any, key: str, item: Mapping[str, Any], since: datetime | None = None
+    ) -> str | None:
         def fetch(token: str | None) -> Page:
             extra = {"nextToken": token} if token else {}
             answer = call(

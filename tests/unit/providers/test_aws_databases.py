@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.providers import LookupFailed, PurchaseFailed, Quote, key_name
+from app.providers import LookupFailed, OutcomeUnknown, PurchaseFailed, Quote, key_name
 from tests.unit.providers.test_aws_stubs import ACCOUNT, KEY, provider_with
 
 NAME = key_name(KEY)
@@ -279,3 +279,13 @@ def test_a_failed_lookup_is_lookup_failed(case: Case) -> None:
 
     with pytest.raises(LookupFailed, match=r"^IAM denied: "):
         provider.find(KEY, case.item, ACCOUNT)
+
+
+@each
+def test_a_lost_purchase_answer_is_outcome_unknown(case: Case) -> None:
+    provider, clients = provider_with()
+    clients.stub(case.service, "eu-west-1").add_client_error(case.buy, "InternalError", "?", 500)
+
+    with pytest.raises(OutcomeUnknown, match=rf"^outcome unknown: {case.action} got no clear"):
+        provider.purchase(KEY, case.item, ACCOUNT, Quote(_offering_id(case)))
+    clients.done()

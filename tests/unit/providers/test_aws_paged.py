@@ -1,6 +1,6 @@
 """OpenSearch, Redshift and Savings Plans through botocore's Stubber: the offering walks
 (OpenSearch and Redshift take no filters), Savings Plans' typed filters, each purchase's
-token or chosen name, `find` over capped pages, and Redshift's refusal to guess."""
+token or chosen name, and `find` over capped pages (Redshift's find: test_aws_redshift)."""
 
 from __future__ import annotations
 
@@ -183,15 +183,6 @@ def test_redshift_quote_and_purchase_and_its_capacity_error() -> None:
     assert provider.purchase(KEY, REDSHIFT, ACCOUNT, quote) == "rn-1"
     with pytest.raises(PurchaseFailed, match=r"^insufficient capacity: redshift:"):
         provider.purchase(KEY, REDSHIFT, ACCOUNT, quote)
-    clients.done()
-
-
-def test_redshift_cannot_find_so_it_says_so_and_asks_aws_nothing() -> None:
-    provider, clients = provider_with()
-
-    assert provider.can_find("redshift") is False
-    with pytest.raises(LookupFailed, match="check the account's reserved nodes by hand"):
-        provider.find(KEY, REDSHIFT, ACCOUNT)
     clients.done()
 
 
