@@ -1,7 +1,8 @@
 """The AWS provider's default clients (boto3's own chain and retry mode) against the local
 EC2 endpoint, reached through `AWS_ENDPOINT_URL`: throttling is retried by botocore, a
-purchase is found again through its tag, and a purchase whose answer was lost is not
-re-sent."""
+purchase is found again through its tag, a purchase whose answer was lost is not re-sent
+(its outcome is unknown), and `find` given the claim time recognises the untagged
+reservation that purchase bought, and nothing older or of another kind."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
 
-from app.providers import LookupFailed, PurchaseFailed
+from app.providers import LookupFailed, OutcomeUnknown, PurchaseFailed
 from app.providers.aws import AwsProvider
-from tests.support.aws_endpoint import Ec2Endpoint
+from tests.support.aws_endpoint import Ec2Endpoint, offering
 from tests.unit.providers.test_aws_stubs import ACCOUNT, KEY
 
 ITEM = {
@@ -65,10 +68,12 @@ def test_a_purchase_is_found_again_through_its_tag(endpoint: Ec2Endpoint) -> Non
     bought = provider.purchase(KEY, ITEM, ACCOUNT, provider.quote(ITEM, ACCOUNT))
 
     assert endpoint.purchases == 1
-    assert endpoint.reservations[bought] == {
+    assert endpoint.reservations[bought] | {"start": "?"} == {
         "offering": "ri-offer-m5large-1y-no",
         "count": 3,
         "tags": {"ccp:idempotency-key": KEY},
+        "state": "active",
+        "start": "?",
     }
     assert provider.find(KEY, ITEM, ACCOUNT) == bought
     assert provider.find(f"{KEY}-other", ITEM, ACCOUNT) is None
@@ -79,11 +84,55 @@ def test_a_purchase_whose_answer_is_lost_is_not_sent_again(endpoint: Ec2Endpoint
     quote = provider.quote(ITEM, ACCOUNT)
     endpoint.lose_purchase_responses = 1
 
-    with pytest.raises(PurchaseFailed, match=r"^outcome unknown: .*Check the account"):
+    with pytest.raises(OutcomeUnknown, match=r"^outcome unknown: .*looks the purchase up"):
         provider.purchase(KEY, ITEM, ACCOUNT, quote)
 
     assert endpoint.purchases == 1
     assert endpoint.state()["actions"].count("PurchaseReservedInstancesOffering") == 1
+    assert "CreateTags" not in endpoint.state()["actions"]
+
+
+def test_the_untagged_purchase_of_a_lost_answer_is_found_since_the_claim_and_tagged(
+    endpoint: Ec2Endpoint,
+) -> None:
+    provider = AwsProvider()
+    endpoint.offerings.append(offering("ri-offer-c5large-1y-no", "c5.large", "No Upfront", 1))
+    claimed = datetime.now(UTC)
+    older = endpoint.add_reservation(
+        "ri-offer-m5large-1y-no", 3, start=claimed - timedelta(minutes=6)
+    )
+    other_type = endpoint.add_reservation("ri-offer-c5large-1y-no", 3)
+    other_count = endpoint.add_reservation("ri-offer-m5large-1y-no", 2)
+    other_key = endpoint.add_reservation(
+        "ri-offer-m5large-1y-no", 3, tags={"ccp:idempotency-key": "another:0"}
+    )
+    failed = endpoint.add_reservation("ri-offer-m5large-1y-no", 3, state="payment-failed")
+    quote = provider.quote(ITEM, ACCOUNT)
+    endpoint.lose_purchase_responses = 1
+    with pytest.raises(OutcomeUnknown):
+        provider.purchase(KEY, ITEM, ACCOUNT, quote)
+    (lost,) = set(endpoint.reservations) - {older, other_type, other_count, other_key, failed}
+
+    assert provider.find(KEY, ITEM, ACCOUNT, since=claimed) == lost
+    assert endpoint.reservations[lost]["tags"] == {"ccp:idempotency-key": KEY}
+    assert provider.find(KEY, ITEM, ACCOUNT) == lost  # by its tag from now on
+    assert endpoint.purchases == 1
+    untouched = (older, other_type, other_count, failed)
+    assert all(endpoint.reservations[rid]["tags"] == {} for rid in untouched)
+
+
+def test_nothing_bought_since_the_claim_is_not_found(endpoint: Ec2Endpoint) -> None:
+    claimed = datetime.now(UTC)
+    endpoint.add_reservation("ri-offer-m5large-1y-no", 3, start=claimed - timedelta(minutes=6))
+
+    assert AwsProvider().find(KEY, ITEM, ACCOUNT, since=claimed) is None
+    assert "CreateTags" not in endpoint.state()["actions"]
+
+
+def test_a_filter_ec2_does_not_know_is_refused_as_ec2_refuses_it(endpoint: Ec2Endpoint) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    with pytest.raises(ec2.exceptions.ClientError, match="InvalidParameterValue"):
+        ec2.describe_reserved_instances(Filters=[{"Name": "instance-count", "Values": ["3"]}])
 
 
 def test_the_dry_run_buys_nothing(endpoint: Ec2Endpoint) -> None:

@@ -10,7 +10,15 @@ actions, over a real in-memory store:
 - `PurchaseReservedInstancesOffering`: records a reservation and counts the purchase
   (`DryRun=true` answers `DryRunOperation` and buys nothing);
 - `CreateTags`: tags a reservation (an unknown id is `InvalidReservedInstancesId`);
-- `DescribeReservedInstances`: the reservations, filtered by ids and `tag:<key>` filters.
+- `DescribeReservedInstances`: the reservations in EC2's shape (type, platform, tenancy,
+  class, offering type, duration, scope and zone, count, `start`, `state`, tags),
+  filtered by ids, `OfferingClass`, `OfferingType` and the filters `instance-type`,
+  `product-description`, `duration`, `scope`, `availability-zone`, `state`,
+  `reserved-instances-id`, `tag-key` and `tag:<key>`; any other filter name is
+  `InvalidParameterValue`, as EC2 answers it.
+
+`add_reservation(...)` seeds a reservation (any start, state and tags), e.g. one bought
+before a key was claimed.
 
 Knobs (attributes, or `POST /_knobs` with a JSON object of them):
 - `throttle`: answer the next N requests `RequestLimitExceeded` (HTTP 503);
@@ -18,10 +26,18 @@ Knobs (attributes, or `POST /_knobs` with a JSON object of them):
   (the answer lost on the way back);
 - `describe_error`: answer `DescribeReservedInstances` with this error code (HTTP 400, so
   botocore does not retry it; None: answer normally);
-- `deny`: actions answered `UnauthorizedOperation` (HTTP 403).
+- `deny`: actions answered `UnauthorizedOperation` (HTTP 403);
+- `hold` (an action name) and `hold_nth` (default 1): the `hold_nth`-th request of that
+  action served from now on (not throttled or denied) is applied to the store, then its
+  answer is held: the handler waits, without the store's lock, so other requests are
+  served, until `release()` (or `POST /_knobs {"release": true}`) or `hold_seconds`
+  (default `HOLD_SECONDS`) pass.
+  `held` (a `threading.Event`, and `held` in the state) is set while it waits. One hold
+  per setting; `stop()` releases it.
 
 `GET /_state` answers JSON: `purchases` (how many purchases bought), `reservations`
-(id → offering, count, tags), `actions` (every action asked, in order) and the knobs.
+(id → offering, count, tags, start, state), `actions` (every action asked, in order),
+`held` and the knobs.
 
 In-process: `with Ec2Endpoint() as endpoint: ... endpoint.url ... endpoint.purchases`.
 From another process: `python -m tests.support.aws_endpoint --port N [--state FILE]`
@@ -32,45 +48,34 @@ HTTP.
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
-from xml.sax.saxutils import escape
 
-NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
-YEAR = 31_536_000
-
-
-def _offering(offering_id: str, instance_type: str, kind: str, years: int) -> dict[str, Any]:
-    fixed = {"No Upfront": 0, "Partial Upfront": 300 * years, "All Upfront": 600 * years}[kind]
-    rate = {"No Upfront": 0.07, "Partial Upfront": 0.034, "All Upfront": 0.0}[kind]
-    return {
-        "reservedInstancesOfferingId": offering_id,
-        "instanceType": instance_type,
-        "productDescription": "Linux/UNIX",
-        "instanceTenancy": "default",
-        "offeringClass": "standard",
-        "offeringType": kind,
-        "duration": YEAR * years,
-        "fixedPrice": fixed,
-        "usagePrice": 0.0,
-        "hourly": rate,
-        "currencyCode": "USD",
-        "scope": "Region",
-    }
-
-
-OFFERINGS: tuple[dict[str, Any], ...] = tuple(
-    _offering(f"ri-offer-m5large-{years}y-{kind.split()[0].lower()}", "m5.large", kind, years)
-    for years in (1, 3)
-    for kind in ("No Upfront", "Partial Upfront", "All Upfront")
+from tests.support.aws_endpoint.wire import (
+    FILTERS,
+    OFFERINGS,
+    RESERVATION_FIELDS,
+    TYPED,
+    error,
+    iso,
+    listed,
+    matches,
+    offering,
+    offering_xml,
+    ok,
+    reservation_xml,
 )
+
+__all__ = ["HOLD_SECONDS", "OFFERINGS", "Ec2Endpoint", "offering"]
+
+HOLD_SECONDS = 120.0
 
 
 class Ec2Endpoint:
@@ -91,6 +96,12 @@ class Ec2Endpoint:
         self.lose_purchase_responses = 0
         self.describe_error: str | None = None
         self.deny: set[str] = set()
+        self.hold: str | None = None
+        self.hold_nth = 1
+        self.hold_seconds = HOLD_SECONDS
+        self._hold_seen = 0
+        self.held = threading.Event()
+        self._released = threading.Event()
         self.state_file = state_file
         if state_file is not None and state_file.exists():
             saved = json.loads(state_file.read_text())
@@ -108,6 +119,7 @@ class Ec2Endpoint:
         return self
 
     def stop(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
@@ -117,12 +129,43 @@ class Ec2Endpoint:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+    def release(self) -> None:
+        """Let a held answer (see `hold`) go out."""
+        self._released.set()
+
+    def add_reservation(
+        self,
+        offering_id: str,
+        count: int = 1,
+        *,
+        start: datetime | None = None,
+        state: str = "active",
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Seed a reservation of a served offering (bought now unless `start` says when);
+        answers its id."""
+        reservation = f"ri-{uuid.uuid4()}"
+        with self.lock:
+            self.reservations[reservation] = {
+                "offering": offering_id,
+                "count": count,
+                "tags": dict(tags or {}),
+                "start": iso(start or datetime.now(UTC)),
+                "state": state,
+            }
+            self._save()
+        return reservation
+
     def state(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "purchases": self.purchases,
                 "reservations": self.reservations,
                 "actions": list(self.actions),
+                "held": self.held.is_set(),
+                "hold": self.hold,
+                "hold_nth": self.hold_nth,
+                "hold_seconds": self.hold_seconds,
                 "throttle": self.throttle,
                 "lose_purchase_responses": self.lose_purchase_responses,
                 "describe_error": self.describe_error,
@@ -137,6 +180,13 @@ class Ec2Endpoint:
             )
             self.describe_error = knobs.get("describe_error", self.describe_error)
             self.deny = set(knobs.get("deny", self.deny))
+            if "hold" in knobs:
+                self.hold, self._hold_seen = knobs["hold"], 0
+                self.hold_nth = int(knobs.get("hold_nth", 1))
+                self._released.clear()
+            self.hold_seconds = float(knobs.get("hold_seconds", self.hold_seconds))
+        if knobs.get("release"):
+            self.release()
 
     def _save(self) -> None:
         if self.state_file is not None:
@@ -147,15 +197,16 @@ class Ec2Endpoint:
             temporary.replace(self.state_file)
 
     def answer(self, params: Mapping[str, str]) -> tuple[int, str]:
-        """The HTTP status and XML body for one EC2 query request."""
+        """The HTTP status and XML body for one EC2 query request (held first when the
+        `hold` knob picks it)."""
         action = params.get("Action", "")
         with self.lock:
             self.actions.append(action)
             if self.throttle > 0:
                 self.throttle -= 1
-                return _error(503, "RequestLimitExceeded", "Request limit exceeded.")
+                return error(503, "RequestLimitExceeded", "Request limit exceeded.")
             if action in self.deny:
-                return _error(403, "UnauthorizedOperation", "You are not authorized.")
+                return error(403, "UnauthorizedOperation", "You are not authorized.")
             handler = {
                 "DescribeReservedInstancesOfferings": self._describe_offerings,
                 "PurchaseReservedInstancesOffering": self._purchase,
@@ -163,11 +214,21 @@ class Ec2Endpoint:
                 "DescribeReservedInstances": self._describe_reserved,
             }.get(action)
             if handler is None:
-                return _error(400, "InvalidAction", f"{action} is not served here")
-            return handler(action, params)
+                return error(400, "InvalidAction", f"{action} is not served here")
+            answer = handler(action, params)
+            hold = action == self.hold
+            if hold:
+                self._hold_seen += 1
+                hold = self._hold_seen == self.hold_nth
+                self.hold = None if hold else self.hold
+        if hold:
+            self.held.set()
+            self._released.wait(self.hold_seconds)
+            self.held.clear()
+        return answer
 
     def _describe_offerings(self, action: str, params: Mapping[str, str]) -> tuple[int, str]:
-        ids = _listed(params, "ReservedInstancesOfferingId")
+        ids = listed(params, "ReservedInstancesOfferingId")
         wanted = {
             "instanceType": params.get("InstanceType"),
             "productDescription": params.get("ProductDescription"),
@@ -183,8 +244,8 @@ class Ec2Endpoint:
             and all(v is None or o[k] == v for k, v in wanted.items())
             and low <= o["duration"] <= high
         ]
-        items = "".join(f"<item>{_offering_xml(o)}</item>" for o in found)
-        return 200, _ok(
+        items = "".join(f"<item>{offering_xml(o)}</item>" for o in found)
+        return 200, ok(
             action, f"<reservedInstancesOfferingsSet>{items}</reservedInstancesOfferingsSet>"
         )
 
@@ -194,27 +255,29 @@ class Ec2Endpoint:
             (o for o in self.offerings if o["reservedInstancesOfferingId"] == offering_id), None
         )
         if offering is None:
-            return _error(400, "InvalidReservedInstancesOfferingId", f"{offering_id} not found")
+            return error(400, "InvalidReservedInstancesOfferingId", f"{offering_id} not found")
         if params.get("DryRun", "").lower() == "true":
-            return _error(412, "DryRunOperation", "Request would have succeeded.")
+            return error(412, "DryRunOperation", "Request would have succeeded.")
         reservation = f"ri-{uuid.uuid4()}"
         self.reservations[reservation] = {
             "offering": offering_id,
             "count": int(params.get("InstanceCount", "1")),
             "tags": {},
+            "start": iso(datetime.now(UTC)),
+            "state": "active",
         }
         self.purchases += 1
         self._save()
         if self.lose_purchase_responses > 0:
             self.lose_purchase_responses -= 1
-            return _error(500, "InternalError", "An internal error has occurred.")
-        return 200, _ok(action, f"<reservedInstancesId>{reservation}</reservedInstancesId>")
+            return error(500, "InternalError", "An internal error has occurred.")
+        return 200, ok(action, f"<reservedInstancesId>{reservation}</reservedInstancesId>")
 
     def _create_tags(self, action: str, params: Mapping[str, str]) -> tuple[int, str]:
-        resources = _listed(params, "ResourceId")
+        resources = listed(params, "ResourceId")
         unknown = [r for r in resources if r not in self.reservations]
         if unknown:
-            return _error(400, "InvalidReservedInstancesId", f"{unknown[0]} does not exist")
+            return error(400, "InvalidReservedInstancesId", f"{unknown[0]} does not exist")
         n = 1
         while f"Tag.{n}.Key" in params:
             for resource in resources:
@@ -222,89 +285,44 @@ class Ec2Endpoint:
                 tags[params[f"Tag.{n}.Key"]] = params.get(f"Tag.{n}.Value", "")
             n += 1
         self._save()
-        return 200, _ok(action, "<return>true</return>")
+        return 200, ok(action, "<return>true</return>")
 
     def _describe_reserved(self, action: str, params: Mapping[str, str]) -> tuple[int, str]:
         if self.describe_error:
-            return _error(400, self.describe_error, "The lookup failed.")
-        ids = _listed(params, "ReservedInstancesId")
-        tag_filters: dict[str, list[str]] = {}
+            return error(400, self.describe_error, "The lookup failed.")
+        ids = listed(params, "ReservedInstancesId")
+        filters: dict[str, list[str]] = {}
         n = 1
         while f"Filter.{n}.Name" in params:
             name = params[f"Filter.{n}.Name"]
-            if name.startswith("tag:"):
-                tag_filters[name[4:]] = _listed(params, f"Filter.{n}.Value")
+            if name not in FILTERS and name != "tag-key" and not name.startswith("tag:"):
+                return error(400, "InvalidParameterValue", f"The filter '{name}' is invalid")
+            filters[name] = listed(params, f"Filter.{n}.Value")
             n += 1
+        typed = {k: params[v] for k, v in TYPED.items() if v in params}
         found = [
-            (rid, r)
-            for rid, r in self.reservations.items()
-            if (not ids or rid in ids)
-            and all(r["tags"].get(k) in values for k, values in tag_filters.items())
+            shown
+            for shown in (self._shown(rid, r) for rid, r in self.reservations.items())
+            if (not ids or shown["reservedInstancesId"] in ids)
+            and all(shown[k] == v for k, v in typed.items())
+            and all(matches(shown, name, values) for name, values in filters.items())
         ]
-        items = "".join(_reservation_xml(rid, r, self.offerings) for rid, r in found)
-        return 200, _ok(action, f"<reservedInstancesSet>{items}</reservedInstancesSet>")
+        items = "".join(reservation_xml(shown) for shown in found)
+        return 200, ok(action, f"<reservedInstancesSet>{items}</reservedInstancesSet>")
 
-
-def _listed(params: Mapping[str, str], prefix: str) -> list[str]:
-    values, n = [], 1
-    while f"{prefix}.{n}" in params:
-        values.append(params[f"{prefix}.{n}"])
-        n += 1
-    return values
-
-
-def _offering_xml(o: Mapping[str, Any]) -> str:
-    fields = "".join(
-        f"<{k}>{escape(str(o[k]))}</{k}>"
-        for k in (
-            "reservedInstancesOfferingId",
-            "instanceType",
-            "productDescription",
-            "instanceTenancy",
-            "offeringClass",
-            "offeringType",
-            "duration",
-            "fixedPrice",
-            "usagePrice",
-            "currencyCode",
-            "scope",
+    def _shown(self, rid: str, r: Mapping[str, Any]) -> dict[str, Any]:
+        """A reservation as EC2 describes it (its offering's fields and its own)."""
+        o = next(
+            (o for o in self.offerings if o["reservedInstancesOfferingId"] == r["offering"]), {}
         )
-    )
-    charges = (
-        f"<item><frequency>Hourly</frequency><amount>{o['hourly']}</amount></item>"
-        if o["hourly"]
-        else ""
-    )
-    return f"{fields}<marketplace>false</marketplace><recurringCharges>{charges}</recurringCharges>"
-
-
-def _reservation_xml(rid: str, r: Mapping[str, Any], offerings: Sequence[Mapping[str, Any]]) -> str:
-    offering = next((o for o in offerings if o["reservedInstancesOfferingId"] == r["offering"]), {})
-    tags = "".join(
-        f"<item><key>{escape(k)}</key><value>{escape(v)}</value></item>"
-        for k, v in r["tags"].items()
-    )
-    return (
-        f"<item><reservedInstancesId>{rid}</reservedInstancesId>"
-        f"<instanceType>{offering.get('instanceType', '')}</instanceType>"
-        f"<instanceCount>{r['count']}</instanceCount><state>active</state>"
-        f"<tagSet>{tags}</tagSet></item>"
-    )
-
-
-def _ok(action: str, body: str) -> str:
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?><{action}Response xmlns="{NAMESPACE}">'
-        f"<requestId>{uuid.uuid4()}</requestId>{body}</{action}Response>"
-    )
-
-
-def _error(status: int, code: str, message: str) -> tuple[int, str]:
-    return status, (
-        '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
-        f"<Code>{code}</Code><Message>{escape(message)}</Message></Error></Errors>"
-        f"<RequestID>{uuid.uuid4()}</RequestID></Response>"
-    )
+        return {
+            **{k: o.get(k) for k in RESERVATION_FIELDS},
+            "reservedInstancesId": rid,
+            "instanceCount": r["count"],
+            "start": r.get("start") or "1970-01-01T00:00:00.000Z",
+            "state": r.get("state", "active"),
+            "tags": r["tags"],
+        }
 
 
 def _handler(endpoint: Ec2Endpoint) -> type[BaseHTTPRequestHandler]:
@@ -331,28 +349,13 @@ def _handler(endpoint: Ec2Endpoint) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.wfile.write(payload)
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the caller is gone (a worker killed while its answer was held)
 
         def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="A local EC2 endpoint for tests")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--state", type=Path, default=None)
-    arguments = parser.parse_args()
-    endpoint = Ec2Endpoint(port=arguments.port, state_file=arguments.state)
-    print(endpoint.url, flush=True)
-    try:
-        endpoint.server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        endpoint.server.server_close()
-
-
-if __name__ == "__main__":
-    main()
