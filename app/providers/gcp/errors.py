@@ -13,12 +13,14 @@ from google.cloud import compute_v1
 from app.providers import OutcomeUnknown, PurchaseFailed
 
 CREATE = "compute.commitments.create"
-# What the purchasing identity needs: quote (regions.get), find (get), check (list), buy.
+# What the purchasing identity needs: quote (regions.get), find (get), check (list), buy,
+# and wait for the purchase's operation (regionOperations.get).
 PERMISSIONS = (
     "compute.regions.get",
     "compute.commitments.get",
     "compute.commitments.list",
     CREATE,
+    "compute.regionOperations.get",
 )
 # Operation error codes and HTTP error reasons that mean "no room", not "not allowed".
 CAPACITY_CODES = frozenset(

@@ -106,7 +106,7 @@ def test_a_referenced_account_is_not_deleted(live_server: str, browser_page: Pag
 
     page.wait_for_load_state("load")  # the button's confirm() comes with helpers.js
     prompts = answer_next_dialog(page, accept=True)
-    page.locator("table.model-list form button, table.model-list form [type=submit]").click()
+    page.get_by_title("Delete Record").click()
 
     expect(page.locator('[data-flash="error"]')).to_contain_text(
         "account aws account is referenced by 1 execution;"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -82,7 +83,14 @@ class ScriptedCloud:
             raise OutcomeUnknown("the operation was still running at the deadline")
         return self.sold.setdefault(key, f"ri-{len(self.sold) + 1}")
 
-    def find(self, key: str, item: Mapping[str, Any], account: AccountTarget) -> str | None:
+    def find(
+        self,
+        key: str,
+        item: Mapping[str, Any],
+        account: AccountTarget,
+        *,
+        since: datetime | None = None,
+    ) -> str | None:
         self.calls.append(("find", key))
         if self.lookup_fails:
             raise LookupFailed("IAM denied: ec2:DescribeReservedInstances is not allowed")

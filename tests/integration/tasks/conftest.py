@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.support.commands import start_worker, stop_worker
+from tests.support.commands import start_celery, start_worker, stop_worker
 from tests.support.smtp import ScriptedSmtp, free_port
 
 
@@ -71,3 +71,36 @@ def worker_processes(app, settings, smtp_server, committed_db, redis_db) -> Iter
 def _node(name: str) -> str:
     """The node name `start_worker` gives a worker."""
     return f"{name}-{os.getpid()}@{socket.gethostname()}"
+
+
+@pytest.fixture
+def beat(settings, committed_db, redis_db, tmp_path) -> Iterator[None]:
+    """`celery -A tasks beat` for the whole test (the sweep every 5 s)."""
+    process = start_celery(
+        settings, "beat", "--loglevel=WARNING", "-s", str(tmp_path / "beat-schedule")
+    )
+    yield
+    stop_worker(process)
+
+
+@pytest.fixture
+def workers(settings, smtp_server) -> Iterator:
+    """Start solo workers on demand, with extra environment; stop what is left after.
+    Unlike `worker_processes`, it does not wait for a ping (`flows.ready` does)."""
+    started = []
+
+    def start(name: str, **env: str):
+        env = {
+            "SMTP_HOST": smtp_server.host,
+            "SMTP_PORT": str(smtp_server.port),
+            "FROM_EMAIL": settings.from_email or "purchases@example.com",
+            **env,
+        }
+        process = start_worker(settings, name, **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            stop_worker(process)

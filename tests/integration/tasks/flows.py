@@ -60,3 +60,21 @@ def email_settled(execution_id, timeout=30) -> PurchaseExecution:
         return row if row.notification_sent_at or row.status != Status.PENDING else None
 
     return wait_until(load, timeout=timeout, what="the approval email to be sent or fail")
+
+
+def ready(app, process, name: str) -> None:
+    """Wait for the worker to answer a ping."""
+    control = app.extensions["celery"].control
+    wait_until(
+        lambda: (
+            process.poll() is None
+            and any(name in node for reply in control.ping(timeout=0.5) for node in reply)
+        ),
+        timeout=60,
+        what=f"worker {name}",
+    )
+
+
+def kill(process) -> None:
+    process.kill()  # SIGKILL: no warm shutdown, no ack, nothing restored to the queue
+    process.wait(timeout=10)

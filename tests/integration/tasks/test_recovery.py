@@ -34,8 +34,8 @@ from tests.factories import (
     owed_approval_email,
     recommendation,
 )
-from tests.integration.tasks.flows import execution, failed_row
-from tests.support.commands import start_celery, start_worker, stop_worker, wait_until
+from tests.integration.tasks.flows import execution, failed_row, kill, ready
+from tests.support.commands import wait_until
 from tests.support.retries import request_state
 
 pytestmark = pytest.mark.worker
@@ -46,54 +46,6 @@ WRITES = {
     "link": "SELECT 1 FROM purchase_executions WHERE execution_id = :row FOR UPDATE",
     "suppressions": "LOCK TABLE purchase_suppressions IN SHARE MODE",
 }
-
-
-@pytest.fixture
-def beat(settings, committed_db, redis_db, tmp_path) -> Iterator[None]:
-    process = start_celery(
-        settings, "beat", "--loglevel=WARNING", "-s", str(tmp_path / "beat-schedule")
-    )
-    yield
-    stop_worker(process)
-
-
-@pytest.fixture
-def workers(settings, smtp_server) -> Iterator:
-    started = []
-
-    def start(name: str, **env: str):
-        env = {
-            "SMTP_HOST": smtp_server.host,
-            "SMTP_PORT": str(smtp_server.port),
-            "FROM_EMAIL": settings.from_email or "purchases@example.com",
-            **env,
-        }
-        process = start_worker(settings, name, **env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            stop_worker(process)
-
-
-def ready(app, process, name: str) -> None:
-    """Wait for the worker to answer a ping."""
-    control = app.extensions["celery"].control
-    wait_until(
-        lambda: (
-            process.poll() is None
-            and any(name in node for reply in control.ping(timeout=0.5) for node in reply)
-        ),
-        timeout=60,
-        what=f"worker {name}",
-    )
-
-
-def kill(process) -> None:
-    process.kill()  # SIGKILL: no warm shutdown, no ack, nothing restored to the queue
-    process.wait(timeout=10)
 
 
 def _waiting_on_a_lock() -> bool:
