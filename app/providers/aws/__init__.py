@@ -2,7 +2,7 @@
 
 Clients come from `boto3.Session()`'s default credential chain (botocore honours
 `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` itself), with botocore's standard retry
-mode (8 attempts) retrying throttling with backoff; an account with `aws_role_arn` acts
+mode retrying throttling with backoff; an account with `aws_role_arn` acts
 through that role (STS AssumeRole, session `commitment-control-plane`, the account's
 `external_id` as ExternalId when it has one). A call runs in the item's `region`; Savings
 Plans in us-east-1 (a global API). Constructing the provider touches nothing.

@@ -18,6 +18,9 @@ from app.providers.aws.errors import call
 SESSION_NAME = "commitment-control-plane"
 CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 8},
+    # An unreachable endpoint is reported in seconds (Test connection waits on it), not
+    # after botocore's default minute per attempt.
+    connect_timeout=10,
     user_agent_extra="commitment-control-plane",
 )
 # Temporary credentials are renewed this long before they expire.
