@@ -52,7 +52,7 @@ def aws_workers(workers, ec2):
             name,
             AWS_ENDPOINT_URL=ec2.url,
             AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - the endpoint checks nothing
+            AWS_SECRET_ACCESS_KEY="testing",  # the local endpoint checks nothing
             AWS_DEFAULT_REGION="us-east-1",
             AWS_EC2_METADATA_DISABLED="true",
         )
