@@ -149,7 +149,7 @@ class CloudAccountForm(FlaskForm):
         validators=[Optional(), Length(max=500)],
         description=(
             "Azure only, optional: the billing scope reservations are charged to, e.g. "
-            "/providers/Microsoft.Billing/billingAccounts/<id>. The external id above is "
+            "/providers/Microsoft.Billing/billingAccounts/1234567. The external id above is "
             "the subscription. No secret is stored here: credentials come from the Azure "
             "SDK's standard chain (DefaultAzureCredential)."
         ),
