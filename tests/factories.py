@@ -68,6 +68,27 @@ def recommendation(**overrides: Any) -> dict[str, Any]:
     return item
 
 
+def ec2_item(**fields: Any) -> dict[str, Any]:
+    """One EC2 Reserved Instance item with all a real cloud needs (one m5.large, Linux,
+    regional, standard, one year, all upfront); `fields` replace or add to it."""
+    return {
+        "provider": "aws",
+        "service": "ec2",
+        "region": "us-east-1",
+        "resource_type": "m5.large",
+        "platform": "Linux/UNIX",
+        "tenancy": "default",
+        "scope": "Region",
+        "offering_class": "standard",
+        "count": 1,
+        "term_years": 1,
+        "payment_option": "all-upfront",
+        "upfront_cost": 600,
+        "monthly_savings": 20,
+        **fields,
+    }
+
+
 def make_account(
     session: Session,
     *,

@@ -34,6 +34,7 @@ from app.providers import (
 )
 from app.providers.simulator import SimulatedProvider
 from app.services import executor
+from tests import factories
 from tests.factories import make_account, make_execution, make_user
 
 
@@ -101,22 +102,7 @@ class ScriptedCloud:
 
 
 def ec2_item(**fields: Any) -> dict[str, Any]:
-    return {
-        "provider": "aws",
-        "service": "ec2",
-        "region": "us-east-1",
-        "resource_type": "m5.large",
-        "platform": "Linux/UNIX",
-        "tenancy": "default",
-        "scope": "Region",
-        "offering_class": "standard",
-        "count": 2,
-        "term_years": 1,
-        "payment_option": "all-upfront",
-        "upfront_cost": 1200,
-        "monthly_savings": 40,
-        **fields,
-    }
+    return factories.ec2_item(count=2, upfront_cost=1200, monthly_savings=40, **fields)
 
 
 def approved(session, mode: str, items: list[dict[str, Any]]) -> PurchaseExecution:

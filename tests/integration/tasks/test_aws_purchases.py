@@ -25,7 +25,7 @@ from app.domain.statuses import Status
 from app.models import ProviderPurchase
 from app.services import approvals
 from app.services.identity import principal_for
-from tests.factories import make_account, make_execution, make_user
+from tests.factories import ec2_item, make_account, make_execution, make_user
 from tests.integration.tasks.flows import execution, kill, queue_retry, ready, settled
 from tests.support.aws_endpoint import Ec2Endpoint
 from tests.support.commands import wait_until
@@ -58,24 +58,6 @@ def aws_workers(workers, ec2):
         )
 
     return start
-
-
-def ec2_item(payment_option: str = "all-upfront") -> dict[str, Any]:
-    return {
-        "provider": "aws",
-        "service": "ec2",
-        "region": "us-east-1",
-        "resource_type": "m5.large",
-        "platform": "Linux/UNIX",
-        "tenancy": "default",
-        "scope": "Region",
-        "offering_class": "standard",
-        "count": 1,
-        "term_years": 1,
-        "payment_option": payment_option,
-        "upfront_cost": 600,
-        "monthly_savings": 20,
-    }
 
 
 def approved_live_row(items: list[dict[str, Any]]):
@@ -174,7 +156,10 @@ def test_a_lost_purchase_whose_lookup_fails_is_not_bought_again(
 def test_a_row_killed_part_way_buys_only_what_the_lineage_has_not_bought(
     app, beat, ec2, aws_workers, mailbox
 ):
-    items = [ec2_item("all-upfront"), ec2_item("partial-upfront"), ec2_item("no-upfront")]
+    items = [
+        ec2_item(payment_option=payment)
+        for payment in ("all-upfront", "partial-upfront", "no-upfront")
+    ]
     alice, row = approved_live_row(items)
     killed_mid_purchase(app, ec2, aws_workers, row, hold_nth=2)
     assert ec2.purchases == 2  # the first recorded, the second bought but not recorded

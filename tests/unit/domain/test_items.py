@@ -12,22 +12,15 @@ from app.domain.providers import PurchaseMode
 from app.domain.purchasing import outcome, price_refusal, quoted
 from app.domain.retry import RetryPolicy, persistent_hint, retry_refusal
 from app.domain.statuses import Status
+from tests.factories import ec2_item
 from tests.unit.domain.fakes import Row, user
 
 LIVE = PurchaseMode.LIVE
 
 EC2 = {
-    "provider": "aws",
-    "service": "ec2",
-    "region": "us-east-1",
-    "resource_type": "m5.large",
-    "platform": "Linux/UNIX",
-    "tenancy": "default",
-    "scope": "Region",
-    "offering_class": "standard",
-    "count": 1,
-    "term_years": 3,
-    "payment_option": "partial-upfront",
+    key: value
+    for key, value in ec2_item(term_years=3, payment_option="partial-upfront").items()
+    if key not in ("upfront_cost", "monthly_savings")
 }
 VALID = {
     "ec2": EC2,
