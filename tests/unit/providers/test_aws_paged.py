@@ -186,22 +186,25 @@ def test_redshift_quote_and_purchase_and_its_capacity_error() -> None:
     clients.done()
 
 
+# The typed search the Savings Plans item `PLAN` makes, and the offering it finds.
+PLAN_SEARCH = {
+    "planTypes": ["EC2Instance"],
+    "durations": [94_608_000],
+    "paymentOptions": ["Partial Upfront"],
+    "currencies": ["USD"],
+    "filters": [
+        {"name": "region", "values": ["eu-west-1"]},
+        {"name": "instanceFamily", "values": ["m5"]},
+    ],
+    "maxResults": 100,
+}
+PLAN_OFFERING = {"offeringId": "sp-off", "paymentOption": "Partial Upfront"}
+
+
 def test_savings_plans_quote_sends_the_typed_filters_in_us_east_1() -> None:
     provider, clients = provider_with()
     clients.stub("savingsplans", "us-east-1").add_response(
-        "describe_savings_plans_offerings",
-        {"searchResults": [{"offeringId": "sp-off", "paymentOption": "Partial Upfront"}]},
-        {
-            "planTypes": ["EC2Instance"],
-            "durations": [94_608_000],
-            "paymentOptions": ["Partial Upfront"],
-            "currencies": ["USD"],
-            "filters": [
-                {"name": "region", "values": ["eu-west-1"]},
-                {"name": "instanceFamily", "values": ["m5"]},
-            ],
-            "maxResults": 100,
-        },
+        "describe_savings_plans_offerings", {"searchResults": [PLAN_OFFERING]}, PLAN_SEARCH
     )
 
     quote = provider.quote(PLAN, ACCOUNT)

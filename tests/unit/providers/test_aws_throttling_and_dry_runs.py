@@ -234,18 +234,6 @@ REDSHIFT_PRICED = {
     "FixedPrice": 0.0,
     "RecurringCharges": [{"RecurringChargeAmount": 0.5, "RecurringChargeFrequency": "Hourly"}],
 }
-PLAN_SEARCH = {
-    "planTypes": ["EC2Instance"],
-    "durations": [94_608_000],
-    "paymentOptions": ["Partial Upfront"],
-    "currencies": ["USD"],
-    "filters": [
-        {"name": "region", "values": ["eu-west-1"]},
-        {"name": "instanceFamily", "values": ["m5"]},
-    ],
-    "maxResults": 100,
-}
-PLAN_OFFERING = {"offeringId": "sp-off", "paymentOption": "Partial Upfront"}
 REHEARSALS = [
     Rehearsal(
         ec2.ITEM,
@@ -290,7 +278,11 @@ REHEARSALS = [
     Rehearsal(
         paged.PLAN,
         ("savingsplans", "us-east-1"),
-        ("describe_savings_plans_offerings", {"searchResults": [PLAN_OFFERING]}, PLAN_SEARCH),
+        (
+            "describe_savings_plans_offerings",
+            {"searchResults": [paged.PLAN_OFFERING]},
+            paged.PLAN_SEARCH,
+        ),
         ("sp-off", Decimal("19710.00"), Decimal("547.50")),
     ),
 ]
