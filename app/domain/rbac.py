@@ -21,6 +21,7 @@ PURCHASES = "purchases"
 
 class Action(StrEnum):
     VIEW = "view"
+    CREATE = "create"
     APPROVE = "approve"
     CANCEL = "cancel"
     RETRY = "retry"
@@ -31,6 +32,8 @@ KNOWN_VERBS: dict[str, frozenset[str]] = {
     PURCHASES: frozenset(
         {
             "view",
+            "create-own",
+            "create-any",
             "approve-own",
             "approve-any",
             "cancel-own",
@@ -142,6 +145,25 @@ def authorize(
     return Decision(
         False, f"{own_permission} covers only executions you created: {any_permission} is required"
     )
+
+
+def create_refusal(principal: Principal, *, account_is_theirs: bool) -> DomainError | None:
+    """May `principal` create a purchase on an account? `create-any` covers every
+    account; `create-own` only the accounts the user may buy for (`account_is_theirs`:
+    their spend limits name it). The message never says anything about the account."""
+    if principal.is_admin or f"create-any:{PURCHASES}" in principal.permissions:
+        return None
+    own = f"create-own:{PURCHASES}"
+    if own in principal.permissions and account_is_theirs:
+        return None
+    if own in principal.permissions:
+        reason = (
+            f"{own} covers only the accounts your groups' spend limits name: "
+            f"create-any:{PURCHASES} is required"
+        )
+    else:
+        reason = f"create-any:{PURCHASES} or {own} is required"
+    return DomainError(403, f"not allowed to create a purchase on this account: {reason}")
 
 
 def refusal(

@@ -2,6 +2,7 @@
 
 from app.models.accounts import CloudAccount, PurchasePlan
 from app.models.audit import AuditEvent
+from app.models.controls import PurchaseFreeze, SpendLimit
 from app.models.executions import PurchaseExecution, PurchaseSuppression
 from app.models.identity import Group, LoginAttempts, User, normalize_email
 from app.models.notifications import ApprovalToken, Notification
@@ -17,10 +18,12 @@ __all__ = [
     "Notification",
     "ProviderPurchase",
     "PurchaseExecution",
+    "PurchaseFreeze",
     "PurchasePlan",
     "PurchaseSuppression",
     "RetryBatch",
     "RetryBatchItem",
+    "SpendLimit",
     "User",
     "normalize_email",
 ]

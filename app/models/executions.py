@@ -109,7 +109,11 @@ class PurchaseExecution(Leased, Base):
     # address that is no user's (the token was the authority). Not a foreign key: like
     # the audit trail's actor, it is history.
     approved_by_user_id: Mapped[uuid.UUID | None] = mapped_column(CanonicalUUID)
+    # When it was approved: a group's spend per day counts the rows approved that day.
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_by: Mapped[str | None] = mapped_column(String(320))
+    # An approved row starts at this time, not before (NULL: as soon as it is approved).
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retry_execution_id: Mapped[uuid.UUID | None] = mapped_column(
         CanonicalUUID, ForeignKey("purchase_executions.execution_id", ondelete="SET NULL")
     )
@@ -117,6 +121,8 @@ class PurchaseExecution(Leased, Base):
     approval_token_hash: Mapped[str | None] = mapped_column(String(128))
     approval_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notification_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the approvers were reminded that its `scheduled_for` is near (once per row).
+    reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The mode the row ran in (its account's when it started); NULL until it runs.
     purchase_mode: Mapped[str | None] = mapped_column(String(16))

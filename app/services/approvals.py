@@ -37,7 +37,7 @@ from app.domain.inputs import is_text
 from app.domain.rbac import Action, Principal
 from app.domain.statuses import Status
 from app.models import ApprovalToken, PurchaseExecution
-from app.services import audit, transitions
+from app.services import audit, schedules, spending, transitions
 from app.services.execution_reads import find_execution
 from app.services.identity import find_user_by_email, principal_for
 from app.services.link_tokens import hash_token
@@ -61,6 +61,7 @@ def decide(
             refusal = decision_refusal(principal, action, execution, current_policy())
             if refusal is not None:
                 raise refusal
+            _within_limits(session, execution, action, principal)
             decided = _move(session, execution, action, actor=principal, via="session")
     except DomainError as refusal:
         _audit_refusal(refusal, action, principal, raw_execution_id)
@@ -165,6 +166,7 @@ def decide_by_link(
                     "be made in your own session",
                     sign_in_as=check.sign_in_as,
                 )
+            _within_limits(session, check.execution, action, actor)
             assert token is not None
             consumed = session.execute(
                 update(ApprovalToken)
@@ -183,6 +185,18 @@ def decide_by_link(
     return decided
 
 
+def _within_limits(
+    session: Session, execution: PurchaseExecution, action: Action, actor: Principal
+) -> None:
+    """An approval is refused (403) when it breaks a spend limit of the approver's
+    groups; a link's approval by an address that is no user's has no groups."""
+    if action is not Action.APPROVE:
+        return
+    refusal = spending.execution_refusal(session, execution, (actor.user_id,), now=utcnow())
+    if refusal is not None:
+        raise refusal
+
+
 def decision_as_dict(execution: PurchaseExecution) -> dict[str, object]:
     """What the API answers for a decision made."""
     return {
@@ -199,8 +213,9 @@ def _move(
     """The decision's one conditional write; 409 with the current status if the row left
     `pending` since it was read (a concurrent decision won)."""
     target = DECISIONS[action]
+    now = utcnow()
     values: dict[str, object] = (
-        {"approved_by": actor.email, "approved_by_user_id": actor.user_id}
+        {"approved_by": actor.email, "approved_by_user_id": actor.user_id, "approved_at": now}
         if action is Action.APPROVE
         else {"cancelled_by": actor.email}
     )
@@ -209,7 +224,7 @@ def _move(
         PurchaseExecution.execution_id == execution.execution_id,
         sources={Status.PENDING},
         target=target,
-        now=utcnow(),
+        now=now,
         action=f"execution.{target.value}",
         actor=actor,
         details={"via": via},
@@ -223,8 +238,14 @@ def _move(
 
 
 def _after_commit(execution: PurchaseExecution) -> None:
-    if execution.status == Status.APPROVED:
-        enqueue_execution(execution.execution_id)
+    """Queue an approved row, unless it must wait (its time, its plan, the freeze): it
+    is released when it stops waiting (`app.services.schedules`)."""
+    if execution.status != Status.APPROVED:
+        return
+    with unit_of_work() as session:
+        if schedules.is_waiting(session, execution.execution_id, now=utcnow()):
+            return
+    enqueue_execution(execution.execution_id)
 
 
 def enqueue_execution(execution_id: uuid.UUID) -> None:

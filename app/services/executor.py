@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -49,6 +49,7 @@ from app.domain.approvals import ApprovalPolicy, authority_refusal
 from app.domain.items import recommendations_problem
 from app.domain.providers import PurchaseMode, normalize_service
 from app.domain.rbac import Action
+from app.domain.spending import commitment_refusal
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import ProviderPurchase, PurchaseExecution
 from app.providers import (
@@ -58,7 +59,7 @@ from app.providers import (
     ProviderRegistry,
     PurchaseProvider,
 )
-from app.services import leases, notifications, transitions
+from app.services import leases, notifications, schedules, spending, transitions
 from app.services.accounts import target_of
 from app.services.execution_reads import lineage_root
 from app.services.identity import load_active_user, principal_for
@@ -87,6 +88,9 @@ class Run:
     items: list[dict[str, Any]]
     mode: PurchaseMode = PurchaseMode.SIMULATE
     account: AccountTarget | None = None
+    # A spend limit caps the money: no item may cost more than the commitment it
+    # declared (what the limits were checked against).
+    capped: bool = False
 
 
 def start(
@@ -101,13 +105,17 @@ def start(
     return what to run; None if it is not approved (run already, cancelled, reaped: a
     redelivered task does nothing).
 
-    The approver's authority is checked again, as it is *now*; without
-    it, or with recommendations no executor can read, the row fails at once and this
-    returns `Status.FAILED`.
+    A row that must wait (its time, its plan paused, the freeze: `app.services.schedules`)
+    is not moved, and this returns None: it is released when it stops waiting.
+
+    The approver's authority and the spend limits of the approver and the creator are
+    checked again, as they are *now*; without the authority, over a limit, or with
+    recommendations no executor can read, the row fails at once and this returns
+    `Status.FAILED`.
     """
     moved = transitions.move(
         session,
-        PurchaseExecution.execution_id == execution_id,
+        and_(PurchaseExecution.execution_id == execution_id, ~schedules.waiting(now)),
         sources={Status.APPROVED},
         target=Status.RUNNING,
         now=now,
@@ -123,6 +131,15 @@ def start(
     problem = _approver_problem(session, execution, policy) or recommendations_problem(
         execution.recommendations, mode, execution.account_provider
     )
+    bound = spending.binding(
+        session,
+        (execution.approved_by_user_id, execution.created_by_user_id),
+        now=now,
+        excluding=execution_id,
+    )
+    over = bound.refusal(spending.spend_of(execution))
+    if problem is None and over is not None:
+        problem = over.message
     if problem is not None:
         _finish(session, execution_id, Status.FAILED, problem, now=now)
         return Status.FAILED
@@ -133,6 +150,7 @@ def start(
         items=[dict(item) for item in execution.recommendations],
         mode=mode,
         account=target_of(execution.cloud_account) if execution.cloud_account else None,
+        capped=bound.caps_money,
     )
 
 
@@ -204,7 +222,9 @@ def _purchase(
                 return purchasing.purchased(item, _record(session, key, found, now=utcnow()))
     try:
         quote = call("quote", lambda: provider.quote(item, call.account))
-        too_dear = purchasing.price_refusal(item, quote.as_dict())
+        too_dear = purchasing.price_refusal(item, quote.as_dict()) or (
+            commitment_refusal(item, quote.as_dict()) if run.capped else None
+        )
         if too_dear is not None:
             raise _Refused(too_dear)
         purchase_id = call("purchase", lambda: provider.purchase(key, item, call.account, quote))

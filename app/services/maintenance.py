@@ -22,7 +22,7 @@ from app.domain.retry import RequestState
 from app.domain.staleness import UNOWED_AFTER, UNSTARTED_AFTER
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import LoginAttempts, PurchaseExecution, RetryBatchItem
-from app.services import executor, leases, notifications, transitions
+from app.services import executor, leases, notifications, schedules, transitions
 
 
 def expire_pending(session: Session, *, now: datetime, ttl: timedelta) -> list[uuid.UUID]:
@@ -49,9 +49,26 @@ def reap_stuck(session: Session, *, now: datetime, after: timedelta) -> list[uui
     """
     minutes = int(after.total_seconds() // 60)
     reason = f"reaped: no progress for more than {minutes} minutes"
+    cutoff = now - after
+    # An approved row that waits (its time, its plan, the freeze) is not stuck, and a
+    # scheduled one's clock starts at its time.
+    stuck = and_(
+        PurchaseExecution.updated_at < cutoff,
+        leases.lapsed(PurchaseExecution, now),
+        or_(
+            PurchaseExecution.status == Status.RUNNING.value,
+            and_(
+                ~schedules.waiting(now),
+                or_(
+                    PurchaseExecution.scheduled_for.is_(None),
+                    PurchaseExecution.scheduled_for < cutoff,
+                ),
+            ),
+        ),
+    )
     return transitions.move(
         session,
-        and_(PurchaseExecution.updated_at < now - after, leases.lapsed(PurchaseExecution, now)),
+        stuck,
         sources=IN_FLIGHT,
         target=Status.FAILED,
         now=now,
@@ -102,6 +119,7 @@ def recover_lapsed_work(session: Session, *, now: datetime) -> Recovered:
             update(PurchaseExecution)
             .where(
                 PurchaseExecution.status == Status.APPROVED.value,
+                ~schedules.waiting(now),
                 or_(
                     PurchaseExecution.lease_expires_at < now,
                     and_(

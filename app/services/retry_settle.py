@@ -25,14 +25,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.db import rowcount
+from app.db import rowcount, utcnow
 from app.domain.approvals import ApprovalPolicy
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_uuid
 from app.domain.rbac import Principal
 from app.domain.retry import RequestState, RetryPolicy, retry_refusal
 from app.models import AuditEvent, PurchaseExecution, RetryBatch, RetryBatchItem
-from app.services import audit, leases, successors
+from app.services import audit, leases, spending, successors
 from app.services.execution_reads import unknown_execution
 from app.services.identity import load_active_user, principal_for
 
@@ -165,7 +165,8 @@ def check_rows(
 ) -> Checked:
     """Each (position, id as given) through the single retry's checks, in its order:
     400 malformed, 404 unknown, then `inactive` (the requester is gone: 403), then
-    `retry_refusal`. The rows are loaded in one query."""
+    `retry_refusal`, then the requester's spend limits (`app.services.spending`). The
+    rows are loaded in one query, the limits once."""
     checked = Checked()
     for position, raw in raw_ids:
         try:
@@ -173,12 +174,17 @@ def check_rows(
         except DomainError as malformed:
             checked.refusals[position] = malformed
     rows = load_rows(session, set(checked.parsed.values()))
+    limits = spending.binding(session, (principal.user_id,), now=utcnow())
     for position, execution_id in checked.parsed.items():
         row = rows.get(execution_id)
         if row is None:
             checked.refusals[position] = unknown_execution(execution_id)
             continue
-        refusal = inactive or retry_refusal(principal, row, policy, force=force)
+        refusal = (
+            inactive
+            or retry_refusal(principal, row, policy, force=force)
+            or limits.refusal(spending.spend_of(row))
+        )
         if refusal is None:
             checked.accepted[position] = row
         else:
