@@ -10,17 +10,21 @@ not a field of the edit form: the edit page has a button per other mode, each a 
 with its own confirmation, through `set_mode` (a refusal is flashed and audited like
 every other write). "Test connection" asks the provider that serves the account in its
 mode (`check_connection`) and flashes its report: ok, or what is wrong and which
-permissions are missing. It writes nothing.
+permissions are missing. It writes nothing. "Import recommendations" links to the New
+purchase page for the account, which fetches the provider's recommendations into it.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
+from urllib.parse import urlencode
 
-from flask import flash, redirect, request
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.model.template import macro
 from sqlalchemy.orm import Session
+from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 
 from admin.manage.base import ManagedModelView
@@ -40,6 +44,9 @@ from app.services.accounts import (
     set_mode,
     update_account,
 )
+
+# Where the New purchase page lives, for a deployment where its endpoint is not registered.
+NEW_PURCHASE_PATH = "/admin/purchases/new/"
 
 # What each mode does, as the edit page's buttons and confirmations say it.
 MODE_EFFECTS = {
@@ -151,6 +158,14 @@ class CloudAccountAdminView(AdminRequiredMixin, ManagedModelView):
 
     def confirmation(self, account: CloudAccount, mode: str) -> str:
         return confirmation(account, mode)
+
+    def import_recommendations_url(self, account: CloudAccount) -> str:
+        """The New purchase page, importing this account's recommendations."""
+        values: dict[str, Any] = {"account": str(account.id), "import": "1"}
+        try:
+            return url_for("purchase_new.index", **values)
+        except BuildError:  # a deployment without the New purchase page
+            return f"{NEW_PURCHASE_PATH}?{urlencode(values)}"
 
     @expose("/mode/", methods=("POST",))
     def set_mode_view(self) -> Response:

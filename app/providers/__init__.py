@@ -11,7 +11,10 @@ item of a service it can:
   or a tag on what was bought), and answer the provider's purchase id;
 - `find(key, item, account)`: look the key up at the provider: the purchase id of what
   was bought under it, or None when nothing was;
-- `check(account)`: the cheapest read that proves the credentials work.
+- `check(account)`: the cheapest read that proves the credentials work;
+- `recommendations(account)`: the cloud's own purchase recommendations for the account,
+  as recommendation items ready to create (see `recommended_item`), each with its
+  `source` and the provider's estimated `monthly_savings`. A read: nothing is bought.
 
 Each raises `PurchaseFailed` when it bought nothing (the message says why, in words an
 operator can act on), `purchase` raises `OutcomeUnknown` when it cannot tell whether it
@@ -122,6 +125,64 @@ class Quote:
         }
 
 
+_CENT = Decimal("0.01")
+
+
+def _money_text(amount: Decimal | float | int | str | None) -> str:
+    """An amount as a two-place decimal string; missing, unreadable or negative is 0.00."""
+    try:
+        value = Decimal(str(amount if amount is not None else 0))
+    except ArithmeticError:
+        return "0.00"
+    if not value.is_finite() or value < 0:
+        return "0.00"
+    return str(value.quantize(_CENT))
+
+
+def recommended_item(
+    provider: str,
+    service: str,
+    *,
+    source: str,
+    account_id: str,
+    region: str,
+    resource_type: str,
+    count: int,
+    term_years: int,
+    payment_option: str,
+    upfront_cost: Any,
+    monthly_cost: Any,
+    monthly_savings: Any,
+    currency: str = "USD",
+    engine: str = "",
+    **service_fields: Any,
+) -> dict[str, Any]:
+    """One recommendation from a cloud (or the simulator) as an item a purchase can be
+    created from: SPEC's item fields, money as two-place decimal strings (what the item
+    commits to: `upfront_cost` once and `monthly_cost` every month of the term, for the
+    whole `count`; `monthly_savings` is the provider's estimate), selected, and where it
+    came from (`source`). `service_fields` are the service's own (`platform`, `sku`,
+    `resources` ...); those given as None are left out."""
+    return {
+        "provider": provider,
+        "service": service,
+        "region": region,
+        "resource_type": resource_type,
+        "engine": engine,
+        "account_id": account_id,
+        "count": count,
+        "term_years": term_years,
+        "payment_option": payment_option,
+        "upfront_cost": _money_text(upfront_cost),
+        "monthly_cost": _money_text(monthly_cost),
+        "monthly_savings": _money_text(monthly_savings),
+        "currency": currency or "USD",
+        **{name: value for name, value in service_fields.items() if value is not None},
+        "selected": True,
+        "source": source,
+    }
+
+
 @dataclass(frozen=True)
 class ConnectionReport:
     """What `check` found: whether the account can be reached, and if not, what to fix
@@ -163,6 +224,11 @@ class PurchaseProvider(Protocol):
         ...
 
     def check(self, account: AccountTarget) -> ConnectionReport: ...
+
+    def recommendations(self, account: AccountTarget) -> list[dict[str, Any]]:
+        """The cloud's purchase recommendations for `account`, as items; `ProviderError`
+        (in an operator's words) when they cannot be read."""
+        ...
 
 
 @dataclass(frozen=True)

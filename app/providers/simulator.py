@@ -6,6 +6,10 @@ answers the same purchase. That is also why `find` can say "not bought" for ever
 without risk: buying again under the key answers the first purchase. Its quote is the
 item's own `upfront_cost`, in USD.
 
+Its `recommendations` are a fixed set per provider (a few services, the fields a real
+cloud would need to buy them), with the account's external id as `account_id`: the same
+account always gets the same items, so the demo and the tests can rely on them.
+
 Two knobs on an item drive it for demos and tests: `simulate_error` (the purchase fails
 with that text) and `simulate_delay_seconds` (the purchase takes that long, at most a
 minute: time to stop a worker mid-purchase).
@@ -13,6 +17,7 @@ minute: time to stop a worker mid-purchase).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections.abc import Mapping
@@ -21,7 +26,13 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from app.providers import AccountTarget, ConnectionReport, PurchaseFailed, Quote
+from app.providers import (
+    AccountTarget,
+    ConnectionReport,
+    PurchaseFailed,
+    Quote,
+    recommended_item,
+)
 
 MAX_DELAY_SECONDS = 60.0
 
@@ -81,6 +92,148 @@ class SimulatedProvider:
     def check(self, account: AccountTarget) -> ConnectionReport:
         return ConnectionReport(ok=True, message="simulated: nothing to connect to")
 
+    def recommendations(self, account: AccountTarget) -> list[dict[str, Any]]:
+        return [
+            recommended_item(
+                self.name,
+                str(fields["service"]),
+                source=SIMULATED_SOURCE,
+                account_id=account.external_id,
+                **{
+                    name: copy.deepcopy(value)
+                    for name, value in fields.items()
+                    if name != "service"
+                },
+            )
+            for fields in _RECOMMENDED.get(self.name, ())
+        ]
+
+
+SIMULATED_SOURCE = "simulator"
+_COMMON: dict[str, Any] = {"count": 1, "term_years": 1, "payment_option": "no-upfront"}
+# What the simulator recommends, by provider: complete enough for a cloud to buy.
+_RECOMMENDED: dict[str, tuple[dict[str, Any], ...]] = {
+    "aws": (
+        {
+            **_COMMON,
+            "service": "ec2",
+            "region": "us-east-1",
+            "resource_type": "m5.large",
+            "count": 4,
+            "upfront_cost": "0",
+            "monthly_cost": "178.85",
+            "monthly_savings": "101.47",
+            "platform": "Linux/UNIX",
+            "tenancy": "default",
+            "scope": "Region",
+            "offering_class": "standard",
+        },
+        {
+            **_COMMON,
+            "service": "ec2",
+            "region": "eu-west-1",
+            "resource_type": "c5.xlarge",
+            "count": 2,
+            "payment_option": "all-upfront",
+            "upfront_cost": "2162.00",
+            "monthly_cost": "0",
+            "monthly_savings": "66.58",
+            "platform": "Linux/UNIX",
+            "tenancy": "default",
+            "scope": "Region",
+            "offering_class": "standard",
+        },
+        {
+            **_COMMON,
+            "service": "rds",
+            "region": "us-east-1",
+            "resource_type": "db.r6g.large",
+            "engine": "postgresql",
+            "payment_option": "partial-upfront",
+            "upfront_cost": "1011.00",
+            "monthly_cost": "84.32",
+            "monthly_savings": "56.21",
+            "multi_az": False,
+        },
+        {
+            **_COMMON,
+            "service": "elasticache",
+            "region": "us-west-2",
+            "resource_type": "cache.r6g.large",
+            "engine": "redis",
+            "count": 3,
+            "upfront_cost": "0",
+            "monthly_cost": "341.64",
+            "monthly_savings": "118.26",
+        },
+        {
+            **_COMMON,
+            "service": "savingsplans",
+            "region": "",
+            "resource_type": "Compute",
+            "term_years": 3,
+            "upfront_cost": "0",
+            "monthly_cost": "1825.00",
+            "monthly_savings": "912.50",
+            "plan_type": "Compute",
+            "hourly_commitment": "2.5",
+        },
+    ),
+    "azure": (
+        {
+            **_COMMON,
+            "service": "vm",
+            "region": "eastus",
+            "resource_type": "Standard_D2s_v3",
+            "count": 3,
+            "upfront_cost": "0",
+            "monthly_cost": "156.95",
+            "monthly_savings": "97.09",
+            "sku": "Standard_D2s_v3",
+            "location": "eastus",
+            "scope": "Single",
+        },
+        {
+            **_COMMON,
+            "service": "sql",
+            "region": "westeurope",
+            "resource_type": "SQLDB_GP_Compute_Gen5",
+            "term_years": 3,
+            "payment_option": "all-upfront",
+            "count": 8,
+            "upfront_cost": "9870.00",
+            "monthly_cost": "0",
+            "monthly_savings": "402.33",
+            "sku": "SQLDB_GP_Compute_Gen5",
+            "location": "westeurope",
+            "scope": "Shared",
+        },
+    ),
+    "gcp": (
+        {
+            **_COMMON,
+            "service": "compute",
+            "region": "us-central1",
+            "resource_type": "general-purpose",
+            "count": 1,
+            "upfront_cost": "0",
+            "monthly_cost": "412.30",
+            "monthly_savings": "155.12",
+            "resources": [{"type": "VCPU", "amount": 16}, {"type": "MEMORY", "amount": 65536}],
+        },
+        {
+            **_COMMON,
+            "service": "compute",
+            "region": "europe-west1",
+            "resource_type": "general-purpose",
+            "term_years": 3,
+            "upfront_cost": "0",
+            "monthly_cost": "201.75",
+            "monthly_savings": "121.40",
+            "resources": [{"type": "VCPU", "amount": 8}, {"type": "MEMORY", "amount": 32768}],
+        },
+    ),
+}
 
 _OFFERING_FIELDS = ("service", "region", "resource_type", "engine", "term_years", "payment_option")
 

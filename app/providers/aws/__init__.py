@@ -77,6 +77,7 @@ from app.providers import (
     PurchaseFailed,
     Quote,
 )
+from app.providers.aws import recommendations as cost_explorer
 from app.providers.aws import savings_plans
 from app.providers.aws.clients import Boto3Clients, ClientFactory
 from app.providers.aws.common import Service
@@ -195,6 +196,12 @@ class AwsProvider:
                 missing=REQUIRED_ACTIONS,
             )
         return ConnectionReport(ok=True, message=f"connected as {identity.get('Arn', '?')}")
+
+    def recommendations(self, account: AccountTarget) -> list[dict[str, Any]]:
+        """Cost Explorer's reservation and Savings Plans recommendations for the account
+        (`app.providers.aws.recommendations`)."""
+        client = self._client(account, "ce", cost_explorer.REGION, "ce (recommendations)")
+        return cost_explorer.recommendations(client, account, cost_explorer.Query())
 
     def _open(self, item: Mapping[str, Any], account: AccountTarget) -> tuple[Service, Any]:
         """The item's service and a client for it in the item's region."""

@@ -25,6 +25,7 @@ from app.providers import (
     key_name,
     key_uuid,
 )
+from app.providers.azure import recommendations as advised
 from app.providers.azure.errors import (
     CALCULATE_PRICE,
     PURCHASE,
@@ -187,6 +188,31 @@ class AzureProvider:
                 f"readable; buying also needs {CALCULATE_PRICE}, {PURCHASE} and {READ_ORDER}"
             ),
         )
+
+    def recommendations(self, account: AccountTarget) -> list[dict[str, Any]]:
+        """Azure's reservation recommendations for the account's subscription
+        (`app.providers.azure.recommendations`), through azure-mgmt-consumption on the same
+        credential, transport and client options as the purchases."""
+        if not account.azure_subscription_id:
+            raise PurchaseFailed(
+                f"account {account.name} has no Azure subscription id: set it before importing"
+            )
+        from azure.mgmt.consumption import ConsumptionManagementClient
+
+        options = dict(self._client_options)
+        if self._transport is not None:
+            options["transport"] = self._transport
+        client = ConsumptionManagementClient(
+            self._credential_now(), account.azure_subscription_id, **options
+        )
+        return advised.recommendations(client, account)
+
+    def _credential_now(self) -> TokenCredential:
+        if self._credential is not None:
+            return self._credential
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
 
     def _reservations(self) -> ReservationsMgmtClient:
         with self._lock:

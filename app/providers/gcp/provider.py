@@ -27,6 +27,7 @@ ledger's claim stays and the retry looks the name up before buying.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
 from google.auth import exceptions as auth_errors
 from google.auth.credentials import Credentials
-from google.cloud import compute_v1
+from google.cloud import compute_v1, recommender_v1
 
 from app.providers import (
     AccountTarget,
@@ -51,6 +52,7 @@ from app.providers import (
     key_name,
     key_uuid,
 )
+from app.providers.gcp import recommendations as advised
 from app.providers.gcp.commitment import SERVICE, describe
 from app.providers.gcp.errors import (
     CREATE,
@@ -61,6 +63,8 @@ from app.providers.gcp.errors import (
     operation_failure,
     throttled,
 )
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 _Client = TypeVar("_Client")
@@ -228,6 +232,56 @@ class GcpProvider:
             message=f"GCP project {project}: commitments can be listed; buying needs {CREATE}",
         )
 
+    def recommendations(self, account: AccountTarget) -> list[dict[str, Any]]:
+        """The project's active committed-use recommendations, region by region
+        (`app.providers.gcp.recommendations`)."""
+        project = _project(account, PurchaseFailed)
+        permission = advised.LIST_REGIONS
+        try:
+            regions = [
+                region.name
+                for region in self._client(compute_v1.RegionsClient).list(
+                    project=project, **self._call_options()
+                )
+            ]
+            permission = advised.LIST_RECOMMENDATIONS
+            items: list[dict[str, Any]] = []
+            for region in regions:
+                items.extend(
+                    advised.items_of(self._recommended_in(project, region), project, region)
+                )
+        except (api.GoogleAPICallError, api.RetryError) as exc:
+            raise _listing_failure(exc, permission, project) from exc
+        except auth_errors.GoogleAuthError as exc:
+            raise auth_failure(exc, PurchaseFailed) from exc
+        except OSError as exc:
+            raise PurchaseFailed(f"GCP could not be reached: {exc}") from exc
+        return items
+
+    def _recommended_in(self, project: str, region: str) -> list[Any]:
+        """A region's active recommendations, at most `MAX_PAGES` pages; a region the
+        recommender does not serve has none."""
+        try:
+            pager = self._client(recommender_v1.RecommenderClient).list_recommendations(
+                parent=advised.parent(project, region),
+                filter=advised.ACTIVE,
+                **self._call_options(),
+            )
+            found: list[Any] = []
+            for number, page in enumerate(pager.pages, start=1):
+                found.extend(page.recommendations)
+                if number >= advised.MAX_PAGES and page.next_page_token:
+                    log.warning(
+                        "GCP: recommendations in %s have more than %d pages; the rest is left out",
+                        region,
+                        number,
+                    )
+                    break
+        except (api.NotFound, api.InvalidArgument) as exc:
+            log.info("GCP: no commitment recommendations in %s (%s)", region, exc.code)
+            return []
+        return found
+
     def _wait(
         self, operation: compute_v1.Operation, project: str, region: str, bought: str
     ) -> compute_v1.Operation:
@@ -284,6 +338,18 @@ class GcpProvider:
 
     def _call_options(self) -> dict[str, Any]:
         return {"retry": self._retry(), "timeout": self.request_timeout}
+
+
+def _listing_failure(exc: Exception, permission: str, project: str) -> PurchaseFailed:
+    """A refused recommendations read, naming the Recommender API when it is the one
+    not enabled."""
+    said = str(getattr(exc, "message", "") or exc)
+    if isinstance(exc, api.Forbidden) and "recommender.googleapis.com" in said:
+        return PurchaseFailed(
+            f"the Recommender API is not enabled in project {project}: enable "
+            f"recommender.googleapis.com ({exc.code})"
+        )
+    return call_failure(exc, permission, project)
 
 
 def _project(account: AccountTarget, error: type[Exception]) -> str:
