@@ -73,4 +73,18 @@ beat_schedule = {
         "task": task_names.FORGET_SIGN_IN_FAILURES,
         "schedule": crontab(minute="*/15"),
     },
+    # Scheduled purchases whose time has come, handed to the executor. The interval is
+    # the operators' SCHEDULE_CHECK_SECONDS (`app.background.celery_init_app` sets it
+    # from the validated settings); a run that waits longer than that is dropped, the
+    # next one does its work.
+    "release-due-executions": {
+        "task": task_names.RELEASE_DUE,
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
+    # The window is hours wide: a minute late is on time; a row is reminded once.
+    "send-schedule-reminders": {
+        "task": task_names.SEND_SCHEDULE_REMINDERS,
+        "schedule": crontab(minute="*"),
+    },
 }

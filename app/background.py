@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery, Task
 from flask import Flask, current_app
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from app import task_names
 from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -41,9 +43,24 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
             **sentinel,
         },
     )
+    celery_app.conf.beat_schedule = _with_schedule_check(
+        celery_app.conf.beat_schedule, float(settings.schedule_check_seconds)
+    )
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+def _with_schedule_check(schedule: dict[str, Any], every: float) -> dict[str, Any]:
+    """Beat's schedule with the release of scheduled purchases every `every` seconds
+    (SCHEDULE_CHECK_SECONDS); a run still waiting after that is dropped for the next."""
+    changed = {}
+    for name, entry in schedule.items():
+        if entry["task"] == task_names.RELEASE_DUE:
+            options = {**entry.get("options", {}), "expires": every}
+            entry = {**entry, "schedule": every, "options": options}
+        changed[name] = entry
+    return changed
 
 
 def enqueue(

@@ -56,6 +56,11 @@ class Settings:
     approval_token_ttl_hours: int = 168
     require_different_approver: bool = False
     reaper_minutes: int = 10
+    # How often beat hands scheduled purchases whose time has come to the executor
+    # (SCHEDULE_CHECK_SECONDS): a scheduled row starts at most this long after its time.
+    schedule_check_seconds: int = 30
+    # Hours before a scheduled execution starts that its approvers are reminded; 0: never.
+    schedule_reminder_hours: int = 24
     # Extra ops hints, "substring=hint" pairs separated by ";" in OPS_HINTS_EXTRA.
     ops_hints_extra: tuple[tuple[str, str], ...] = field(default=())
     # Providers whose purchases cannot be re-driven idempotently (REDRIVE_UNSAFE_PROVIDERS).
@@ -109,6 +114,12 @@ class Settings:
             approval_token_ttl_hours=reader.integer("APPROVAL_TOKEN_TTL_HOURS", 168, minimum=1),
             require_different_approver=reader.boolean("REQUIRE_DIFFERENT_APPROVER", False),
             reaper_minutes=reader.integer("REAPER_MINUTES", 10, minimum=1),
+            schedule_check_seconds=reader.integer(
+                "SCHEDULE_CHECK_SECONDS", 30, minimum=1, maximum=3600
+            ),
+            schedule_reminder_hours=reader.integer(
+                "SCHEDULE_REMINDER_HOURS", 24, minimum=0, maximum=24 * 31
+            ),
             ops_hints_extra=parse_ops_hints(env.get("OPS_HINTS_EXTRA", "")),
             redrive_unsafe_providers=parse_providers(
                 env.get("REDRIVE_UNSAFE_PROVIDERS", ""), "REDRIVE_UNSAFE_PROVIDERS"

@@ -16,16 +16,23 @@ SEND_APPROVAL_EMAIL = "notifications.send_approval_email"
 # The approval emails of a retry's chunk, over one SMTP connection.
 SEND_APPROVAL_EMAILS = "notifications.send_approval_emails"
 SEND_OUTCOME_EMAIL = "notifications.send_outcome_email"
+# The reminder before a scheduled execution starts.
+SEND_REMINDER_EMAIL = "notifications.send_reminder_email"
 # The task that sends each kind of email (the sweep queues lost ones through it).
 SEND_EMAIL_OF_KIND = {
     NotificationKind.APPROVAL: SEND_APPROVAL_EMAIL,
     NotificationKind.OUTCOME: SEND_OUTCOME_EMAIL,
+    NotificationKind.REMINDER: SEND_REMINDER_EMAIL,
 }
 
 EXPIRE_PENDING = "maintenance.expire_pending_executions"
 REAP_STUCK = "maintenance.reap_stuck_executions"
 RECOVER_LAPSED = "maintenance.recover_lapsed_work"
 FORGET_SIGN_IN_FAILURES = "maintenance.forget_old_sign_in_failures"
+# Scheduled purchases whose time has come, handed to the executor.
+RELEASE_DUE = "maintenance.release_due"
+# Owe the reminders of scheduled executions that start within SCHEDULE_REMINDER_HOURS.
+SEND_SCHEDULE_REMINDERS = "maintenance.send_schedule_reminders"
 
 ALL = (
     RETRY,
@@ -37,4 +44,7 @@ ALL = (
     REAP_STUCK,
     RECOVER_LAPSED,
     FORGET_SIGN_IN_FAILURES,
+    RELEASE_DUE,
+    SEND_REMINDER_EMAIL,
+    SEND_SCHEDULE_REMINDERS,
 )

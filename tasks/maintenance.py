@@ -9,14 +9,17 @@ from celery import Task
 from app import background
 from app.config import get_settings
 from app.db import unit_of_work, utcnow
-from app.services import approvals, maintenance, retry
+from app.services import approvals, maintenance, notifications, retry, schedules
 from app.task_names import (
     EXPIRE_PENDING,
     FORGET_SIGN_IN_FAILURES,
     REAP_STUCK,
     RECOVER_LAPSED,
+    RELEASE_DUE,
     SEND_EMAIL_OF_KIND,
     SEND_OUTCOME_EMAIL,
+    SEND_REMINDER_EMAIL,
+    SEND_SCHEDULE_REMINDERS,
 )
 from tasks.transient import database_task
 
@@ -63,8 +66,36 @@ def recover_lapsed_work(_task: Task) -> dict[str, int]:
     }
 
 
+# Every SCHEDULE_CHECK_SECONDS; never retried: the next run comes soon enough.
+@database_task(RELEASE_DUE, max_retries=0)
+def release_due(_task: Task) -> list[str]:
+    """Hand the approved executions whose scheduled time has come (and that wait for
+    nothing else: their plan, the freeze) to the executor, queued once committed."""
+    with unit_of_work() as session:
+        released = schedules.release_due(session, now=utcnow())
+    for execution_id in released:
+        approvals.enqueue_execution(execution_id)
+    return [str(execution_id) for execution_id in released]
+
+
 @database_task(FORGET_SIGN_IN_FAILURES)
 def forget_old_sign_in_failures(_task: Task) -> int:
     """Drop failed sign-in counts that no longer count."""
     with unit_of_work() as session:
         return maintenance.forget_old_sign_in_failures(session, now=utcnow())
+
+
+@database_task(SEND_SCHEDULE_REMINDERS)
+def send_schedule_reminders(_task: Task) -> list[str]:
+    """Owe the reminder of each scheduled execution that starts within
+    `SCHEDULE_REMINDER_HOURS` (0: none), once per row, and queue its email."""
+    hours = get_settings().schedule_reminder_hours
+    if not hours:
+        return []
+    with unit_of_work() as session:
+        owed = notifications.owe_schedule_reminders(
+            session, now=utcnow(), ahead=timedelta(hours=hours)
+        )
+    for execution_id in owed:
+        background.enqueue(SEND_REMINDER_EMAIL, [str(execution_id)])
+    return [str(execution_id) for execution_id in owed]

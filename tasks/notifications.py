@@ -1,5 +1,6 @@
-"""`notifications.send_approval_email` and `notifications.send_outcome_email`: each email
-settled once per execution. Thin: the outbox lives in `app.services.notifications`."""
+"""`notifications.send_approval_email`, `notifications.send_outcome_email` and
+`notifications.send_reminder_email`: each email settled once per execution. Thin: the
+outbox lives in `app.services.notifications`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ from app.config import Settings, get_settings
 from app.db import unit_of_work, utcnow
 from app.mail import SendFailure, send_message
 from app.services import deliveries, leases, notifications
-from app.task_names import SEND_APPROVAL_EMAIL, SEND_APPROVAL_EMAILS, SEND_OUTCOME_EMAIL
+from app.task_names import (
+    SEND_APPROVAL_EMAIL,
+    SEND_APPROVAL_EMAILS,
+    SEND_OUTCOME_EMAIL,
+    SEND_REMINDER_EMAIL,
+)
 from tasks.transient import ProductTask, database_task
 
 # A chunk's emails are recorded as sent this many at a time: few transactions, and
@@ -60,6 +66,12 @@ def send_approval_email(task: ProductTask, execution_id: str) -> str:
 def send_outcome_email(task: ProductTask, execution_id: str) -> str:
     """The outcome email of an ended execution, to its creator (or the account contact)."""
     return _send(task, execution_id, _claim_outcome_email)
+
+
+@database_task(SEND_REMINDER_EMAIL, ignore_result=True)
+def send_reminder_email(task: ProductTask, execution_id: str) -> str:
+    """The reminder to the approvers that a scheduled execution starts soon."""
+    return _send(task, execution_id, notifications.claim_reminder_email)
 
 
 def _send(task: ProductTask, execution_id: str, claim: Claim) -> str:

@@ -1,5 +1,6 @@
-"""Emails the product owes (the approval email, and the outcome
-email once an execution ends): each is settled once, sent or failed.
+"""Emails the product owes (the approval email, the outcome email once an execution
+ends, and the reminder before a scheduled one starts): each is settled once, sent or
+failed.
 
 Pure rules for the outbox in `app.services.notifications`: a notification is claimed by
 one task at a time (under a lease, `app.services.leases`), retried with backoff after
@@ -18,6 +19,7 @@ from app.domain.statuses import TRANSITIONS, Status
 class NotificationKind(StrEnum):
     APPROVAL = "approval"  # to the approver, while the execution is pending
     OUTCOME = "outcome"  # to the creator, once the execution has ended
+    REMINDER = "reminder"  # to the approvers, before a scheduled execution starts
 
 
 class NotificationState(StrEnum):
@@ -33,6 +35,8 @@ class NotificationState(StrEnum):
 SENDABLE_WHILE: dict[NotificationKind, frozenset[Status]] = {
     NotificationKind.APPROVAL: frozenset({Status.PENDING}),
     NotificationKind.OUTCOME: TRANSITIONS[Status.RUNNING],  # the ends a run can reach
+    # A reminder announces a start still ahead: pending (if approved in time) or approved.
+    NotificationKind.REMINDER: frozenset({Status.PENDING, Status.APPROVED}),
 }
 
 SETTLED = frozenset({NotificationState.SENT, NotificationState.FAILED, NotificationState.SKIPPED})
