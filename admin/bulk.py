@@ -1,11 +1,15 @@
-"""Bulk retry in the panel: "Retry selected", "Retry all N matching this filter", and
-the batch page that follows the worker.
+"""Bulk retry in the panel: "Retry selected", "Retry all N matching this filter", the
+confirmation page between the click and the batch, and the batch page that follows the
+worker.
 
-Both buttons call `retry.ask_for_bulk_retry`, the path the API and the CLI take, with
-the body the API takes: the selected ids, or the list's filter and search as the
-history filter they add up to. Every row is checked on its own, refusals are known at
-once and reported in one flash, the rest are settled by the worker while the batch
-page shows their progress.
+Each button first shows what would happen (`retry.preview_bulk_retry`, the API's
+`?preview=true`): the rows grouped by outcome (would be queued; refused, and why) with
+the money of each group, and nothing written. Its Confirm button posts the same
+request again, which calls `retry.ask_for_bulk_retry`, the path the API and the CLI
+take, with the body the API takes: the selected ids, or the list's filter and search as
+the history filter they add up to (the rows matching it when Confirm is pressed). Every
+row is checked on its own again, refusals are known at once and reported in one flash,
+the rest are settled by the worker while the batch page shows their progress.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import flash, redirect, request, url_for
+from flask import flash, make_response, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_admin.actions import action
 from flask_login import current_user
@@ -36,15 +40,21 @@ RETRY_SELECTED_CONFIRM = (
     "Retry the selected executions? Each row is checked on its own; refused rows are "
     "reported and left as they are."
 )
+# The confirmation page's answer: the request is sent for real.
+CONFIRMED = "confirmed"
 
 
 class BulkRetryMixin:
     """For PurchaseHistoryView: the "Retry selected" action and "Retry all matching"."""
 
-    @action("retry", "Retry selected", RETRY_SELECTED_CONFIRM)
+    @action("retry", "Retry selected")
     def action_retry(self, ids: list[str]) -> Response:
-        """Flask-Admin's bulk action (a POST with its CSRF-checked action form)."""
-        return _ask({"execution_ids": ids})
+        """Flask-Admin's bulk action (a POST with its CSRF-checked action form): the
+        confirmation page first, the batch once it is confirmed."""
+        body = {"execution_ids": ids}
+        if request.form.get(CONFIRMED) != "yes":
+            return _preview(self, body, retry_selected=ids)
+        return _ask(body)
 
     def is_action_allowed(self, name: str) -> bool:
         """Offer "Retry selected" only to users who may retry something."""
@@ -55,9 +65,10 @@ class BulkRetryMixin:
         return super().is_action_allowed(name)  # type: ignore[misc]
 
     def matching_failed(self) -> tuple[int, bool] | None:
-        """How many failed rows the list's current filter or search matches (counted up
+        """How many retryable rows the list's current filter or search matches (counted up
         to the most a batch holds: `(n, more)`), or None when the list is unfiltered
-        (retrying every failed row ever is not a button) or names another status."""
+        (retrying every failed row ever is not a button) or names a status no retry starts
+        from."""
         retry_body = self._retry_filter()
         if retry_body is None:
             return None
@@ -98,7 +109,36 @@ class BulkRetryMixin:
         retry_body = self._retry_filter()
         if retry_body is None:
             raise DomainError(400, "filter or search the list first")
+        if request.form.get(CONFIRMED) != "yes":
+            return _preview(self, {"filter": retry_body}, retry_selected=None)
         return _ask({"filter": retry_body})
+
+
+def _preview(view: Any, body: dict[str, Any], *, retry_selected: list[str] | None) -> Response:
+    """The confirmation page: what the request would do, row group by row group, with
+    the money, written nowhere; its Confirm button posts the same request with
+    `confirmed=yes` (to Flask-Admin's action for selected rows, to "retry matching"
+    for a filter). A request refused as a whole is a flash on the list, as for real."""
+    try:
+        preview = retry.preview_bulk_retry(principal_for(current_user), body)
+    except DomainError as refusal:
+        flash(refusal_text(refusal), "error")
+        return redirect(back_to_list())
+    if retry_selected is not None:
+        confirm_url = view.get_url(".action_view")
+    else:
+        confirm_url = view.get_url(".retry_matching_view", **request.args)
+    page = view.render(
+        "panel/retry_preview.html",
+        preview=preview,
+        queued=preview["groups"][0],
+        selection=body,
+        retry_selected=retry_selected,
+        confirm_url=confirm_url,
+        back_url=back_to_list(),
+        intro=RETRY_SELECTED_CONFIRM,
+    )
+    return make_response(page)
 
 
 def _ask(body: dict[str, Any]) -> Response:
@@ -116,8 +156,12 @@ def _ask(body: dict[str, Any]) -> Response:
 
 def back_to_list() -> str:
     """Where a refused bulk retry returns: the list page it came from (its filters and
-    page kept), when the Referer names a page of this site; else the list. Never
-    another site: the Referer is whatever the client says."""
+    page kept): the confirmation page's `next` (the list it was opened from), else the
+    Referer when it names a page of this site; else the list. Never another site: both
+    are whatever the client says."""
+    chosen = safe_next_url(request.form.get("next"))
+    if chosen is not None and urlsplit(chosen).path.startswith(url_for("purchases.index_view")):
+        return chosen
     referrer = urlsplit(request.referrer or "")
     here = urlsplit(request.host_url)
     target = None

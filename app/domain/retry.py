@@ -1,8 +1,15 @@
-"""Retrying a failed execution: may it be retried now, and if not, why.
+"""Retrying a failed or partially completed execution: may it be retried now, and if
+not, why.
 
 Pure rules, no database: the service (`app.services.retry`) loads the rows, asks
 `retry_refusal`, and performs the writes this module describes (the successor's
 recommendations and its suppressions). The panel's action cell asks the same function.
+
+A partially completed row is retried like a failed one, to finish what it did not buy:
+its successor keeps every item at its index (the ledger's key is the lineage root and
+the item's index), and an item the lineage has already bought is carried over as bought
+and not selected (`successor_recommendations`), so it is shown with its purchase id and
+never bought, counted or suppressed again.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ OPS_HINTS: tuple[tuple[str, str], ...] = (
     (NO_APPROVER, "Set the account's contact email (or give someone approve-any), then retry"),
 )
 MALFORMED_HINT = "Fix the row's recommendations as the failure reason says, then retry"
+
+# The statuses a retry may start from: a failure, or a purchase that bought only part of
+# what it was asked to. Either stays as it is, as history; the successor does the rest.
+RETRYABLE = frozenset({Status.FAILED, Status.PARTIALLY_COMPLETED})
 
 
 class RequestState(StrEnum):
@@ -141,8 +152,12 @@ def retry_refusal(
     denied = refusal(principal, Action.RETRY, row.created_by_user_id)
     if denied is not None:
         return denied
-    if row.status != Status.FAILED:
-        return DomainError(409, f"only failed executions can be retried; this one is {row.status}")
+    if row.status not in RETRYABLE:
+        return DomainError(
+            409,
+            "only failed or partially completed executions can be retried; "
+            f"this one is {row.status}",
+        )
     if row.retry_execution_id is not None:
         return DomainError(
             409,
@@ -186,8 +201,9 @@ def retry_refusal(
 
 
 def persistent_hint(row: RetryableRow, policy: RetryPolicy) -> str | None:
-    """The ops hint a failed row shows in place of Retry, whoever looks at it."""
-    if row.status != Status.FAILED:
+    """The ops hint a retryable row (failed or partially completed) shows in place of
+    Retry, whoever looks at it."""
+    if row.status not in RETRYABLE:
         return None
     provider = policy.unsafe_provider(row)
     if provider is not None:
@@ -200,6 +216,37 @@ def persistent_hint(row: RetryableRow, policy: RetryPolicy) -> str | None:
     return policy.ops_hint(row.error)
 
 
+def preview_reason(refusal: DomainError) -> str:
+    """What a refusal says once for all the rows it refuses alike (a bulk retry's
+    preview groups them by it): the refusal's own message without what differs from one
+    row to the next (the id, the amount, the attempt count)."""
+    details = refusal.details
+    if refusal.status == 400:
+        return "not an execution id (a UUID)"
+    if refusal.status == 404:
+        return "no such execution"
+    if "limit" in details:
+        return f'over the spend limit of group "{details.get("group")}": {details["limit"]}'
+    if "threshold" in details:
+        return (
+            f"retried {details['threshold']} times or more (the threshold): "
+            "confirm the override to retry again"
+        )
+    if "failure_reason" in details and "ops_hint" in details:
+        return f"{refusal.message}: {details['ops_hint']}"
+    return refusal.message
+
+
+def shows_the_row(refusal: DomainError) -> bool:
+    """Whether a refusal came after the requester's authorization passed, so that what
+    the row holds (its money, in a preview) may be shown: not for a malformed or unknown
+    id, nor a row they may not retry (403), except the 403 of their own spend limits,
+    which is checked last."""
+    if refusal.status in (400, 404):
+        return False
+    return refusal.status != 403 or "limit" in refusal.details
+
+
 def fresh_recommendations(recommendations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A deep copy with the per-item outcome cleared: nothing the executor later writes
     into the successor can reach the predecessor's history."""
@@ -209,6 +256,26 @@ def fresh_recommendations(recommendations: list[dict[str, Any]]) -> list[dict[st
         for name in RECORDED_FIELDS:
             item.pop(name, None)
     return fresh
+
+
+def successor_recommendations(
+    recommendations: list[dict[str, Any]], bought: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """A successor's items: every item at its own index (the ledger's key is the lineage
+    root and the index), fresh (`fresh_recommendations`), except those the lineage has
+    already bought (`bought`: index → the ledger's purchase id), which are carried as
+    bought and not selected, so the executor skips them and the money counts only what
+    the successor will buy."""
+    items = fresh_recommendations(recommendations)
+    for index, purchase_id in bought.items():
+        if 0 <= index < len(items):
+            items[index].update(selected=False, purchased=True, purchase_id=purchase_id, error=None)
+    return items
+
+
+def to_buy(recommendations: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The items a successor will buy: those not already bought by its lineage."""
+    return [item for item in items_of(recommendations) if item.get("purchased") is not True]
 
 
 @dataclass(frozen=True, order=True)

@@ -3,7 +3,8 @@
 
 One decision tree, pure: the panel's template only renders the `ActionCell` it gets.
 Approve and Cancel are offered exactly when `decision_refusal` would let them through,
-Retry exactly when `retry_refusal` would, so a button and its service never disagree.
+Retry exactly when `retry_refusal` would (on failed and on partially completed rows), so
+a button and its service never disagree.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 from app.domain.approvals import ApprovalPolicy, DecidableRow, decision_refusal
 from app.domain.rbac import Action, Principal
 from app.domain.retry import RetryableRow, RetryPolicy, persistent_hint, retry_refusal
+from app.domain.statuses import Status
 
 
 class ActionRow(RetryableRow, DecidableRow, Protocol):
@@ -87,13 +89,7 @@ def action_cell(
     if hint is not None:
         return replace(cell, ops_hint=hint)
     if retry_refusal(principal, row, policy, force=False) is None:
-        button = Button(
-            "retry",
-            "Retry",
-            "Retry this failed purchase? A new pending execution is created and its "
-            "approval email sent.",
-        )
-        return replace(cell, buttons=(button,))
+        return replace(cell, buttons=(Button("retry", "Retry", _retry_prompt(row)),))
     if retry_refusal(principal, row, policy, force=True) is None:
         button = Button(
             "force-retry",
@@ -104,3 +100,17 @@ def action_cell(
         )
         return replace(cell, buttons=(button,))
     return cell
+
+
+def _retry_prompt(row: ActionRow) -> str:
+    """What Retry asks: a partially completed row's retry buys only what it did not."""
+    if row.status == Status.PARTIALLY_COMPLETED:
+        return (
+            "Retry the rest of this partially completed purchase? A new pending execution "
+            "is created for the items not bought yet (the bought ones are kept, not bought "
+            "again) and its approval email sent."
+        )
+    return (
+        "Retry this failed purchase? A new pending execution is created and its "
+        "approval email sent."
+    )

@@ -1,10 +1,11 @@
 """What an execution's details page shows beyond the row itself (issue 9): its retry
-chain from the first attempt to the latest, each recommendation with its outcome, the
-row's audit events, and the names behind its ids.
+chain from the first attempt to the latest, each recommendation with its outcome and
+which attempt of the lineage bought it (the ledger's word: an earlier attempt, this
+one, or a later one), the row's audit events, and the names behind its ids.
 
 Read-only, and a fixed number of queries whatever the chain's length or the number of
-events: the chain is one recursive query (both directions from the row), the names are
-one query with outer joins, the audit events one more.
+events: the chain is one recursive query (both directions from the row), the ledger of
+the chain one more, the names one query with outer joins, the audit events one more.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,14 @@ from sqlalchemy.orm import Session, aliased
 from app.domain.providers import mode_meaning
 from app.domain.purchasing import is_selected, item_outcome, item_provider, quote_text
 from app.domain.recommendations import items_of, malformed_reason
-from app.models import AuditEvent, CloudAccount, PurchaseExecution, PurchasePlan, User
+from app.models import (
+    AuditEvent,
+    CloudAccount,
+    ProviderPurchase,
+    PurchaseExecution,
+    PurchasePlan,
+    User,
+)
 
 # A chain is as long as its retries (a handful; a few more when forced). The bound only
 # stops a hand-made cycle of `retry_execution_id`s from recursing without end.
@@ -57,6 +65,17 @@ class ChainEntry:
 
 
 @dataclass(frozen=True)
+class LedgerEntry:
+    """The purchase the ledger holds for an item of the lineage, and the attempt that
+    made it: `when` is "earlier", "this" or "later" than the row shown."""
+
+    purchase_id: str
+    execution_id: uuid.UUID
+    attempt: int | None
+    when: str
+
+
+@dataclass(frozen=True)
 class ItemDetails:
     """One recommendation and what became of it."""
 
@@ -68,6 +87,7 @@ class ItemDetails:
     purchase_id: Any
     error: Any
     quote: str | None  # the offering and price it was quoted, in words
+    bought: LedgerEntry | None = None  # what the lineage's ledger holds for it
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,16 @@ class ExecutionDetails:
     retrier_email: str | None
     mode: str  # what the row's `purchase_mode` means, in words
 
+    @property
+    def bought_earlier(self) -> int:
+        """How many of the items earlier attempts of the lineage bought."""
+        return sum(1 for item in self.items if item.bought and item.bought.when == "earlier")
+
+    @property
+    def bought_here(self) -> int:
+        """How many of the items this attempt bought."""
+        return sum(1 for item in self.items if item.bought and item.bought.when == "this")
+
 
 def details_of(session: Session, execution: PurchaseExecution) -> ExecutionDetails:
     """Everything the details page of `execution` shows besides its own columns."""
@@ -99,9 +129,11 @@ def details_of(session: Session, execution: PurchaseExecution) -> ExecutionDetai
         session, execution
     )
     events, omitted = audit_events_of(session, execution.execution_id)
+    chain = retry_chain(session, execution.execution_id)
+    items = items_with_outcomes(execution.recommendations, account_provider)
     return ExecutionDetails(
-        chain=retry_chain(session, execution.execution_id),
-        items=items_with_outcomes(execution.recommendations, account_provider),
+        chain=chain,
+        items=with_ledger(items, lineage_ledger(session, chain, execution.execution_id)),
         recommendations_error=malformed_reason(execution.recommendations),
         audit_events=events,
         earlier_audit_events_omitted=omitted,
@@ -187,6 +219,43 @@ def items_with_outcomes(recommendations: Any, account_provider: str | None) -> l
         )
         for index, item in enumerate(items_of(recommendations))
     ]
+
+
+def lineage_ledger(
+    session: Session, chain: Sequence[ChainEntry], execution_id: uuid.UUID
+) -> dict[int, LedgerEntry]:
+    """What the ledger holds for the lineage, by item index: its keys are
+    `<first attempt>:<index>`, claimed by the attempts of the chain. Claims without a
+    purchase bought nothing and are left out."""
+    if not chain:
+        return {}
+    position = {entry.execution_id: n for n, entry in enumerate(chain)}
+    here = position.get(execution_id, 0)
+    attempts = {entry.execution_id: entry.attempt for entry in chain}
+    prefix = f"{chain[0].execution_id}:"
+    found = session.execute(
+        select(
+            ProviderPurchase.idempotency_key,
+            ProviderPurchase.execution_id,
+            ProviderPurchase.purchase_id,
+        ).where(
+            ProviderPurchase.execution_id.in_(list(position)),
+            ProviderPurchase.purchase_id.is_not(None),
+        )
+    )
+    ledger: dict[int, LedgerEntry] = {}
+    for key, buyer, purchase_id in found:
+        index = key[len(prefix) :] if key.startswith(prefix) else ""
+        if not (index.isascii() and index.isdigit()) or purchase_id is None:
+            continue
+        n = position.get(buyer, here)
+        when = "earlier" if n < here else "later" if n > here else "this"
+        ledger[int(index)] = LedgerEntry(purchase_id, buyer, attempts.get(buyer), when)
+    return ledger
+
+
+def with_ledger(items: list[ItemDetails], ledger: dict[int, LedgerEntry]) -> list[ItemDetails]:
+    return [replace(item, bought=ledger.get(item.index)) for item in items]
 
 
 def audit_events_of(session: Session, execution_id: uuid.UUID) -> tuple[list[AuditEntry], bool]:

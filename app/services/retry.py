@@ -1,6 +1,6 @@
-"""Retrying failed executions, asked for: one row or many, from the panel, the API or
-the CLI. Settled by the worker (`app.services.retry_settle`); read through
-`app.services.retry_batches`. The rules are `app.domain.retry`.
+"""Retrying failed (or partially completed) executions, asked for: one row or many,
+from the panel, the API or the CLI. Settled by the worker (`app.services.retry_settle`);
+read through `app.services.retry_batches`. The rules are `app.domain.retry`.
 
 A single retry is a batch of one. Either way the entry point checks every row with the
 retry's rules, records a batch with one item per row, commits, then queues one task
@@ -11,12 +11,15 @@ per chunk with ids only:
   batch's id is the request id the API answers.
 - `ask_for_bulk_retry` (ids as given, or the rows a history filter matches): a
   refused row is settled at once with its refusal, and the rest are queued.
+- `preview_bulk_retry`: the same request, checked the same way (`check_rows`) and
+  written nowhere: the rows grouped by what would happen to them, with their money.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +41,14 @@ from app.domain.bulk_retry import (
 )
 from app.domain.errors import DomainError
 from app.domain.rbac import Principal
-from app.domain.retry import RequestState, RetryPolicy
+from app.domain.retry import (
+    RETRYABLE,
+    RequestState,
+    RetryPolicy,
+    preview_reason,
+    shows_the_row,
+)
+from app.domain.spending import Totals, totals_of
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, RetryBatch, RetryBatchItem
 from app.providers import ProviderRegistry, current_registry
@@ -47,6 +57,9 @@ from app.services.approvals import current_policy as approvals_policy
 from app.services.approvers import unapprovable_successors
 from app.services.execution_reads import HistoryFilter, find_execution
 from app.services.retry_settle import Checked, check_rows, item_outcomes
+
+# How many ids a preview's group lists (its count says how many it holds).
+PREVIEW_IDS_SHOWN = 100
 
 
 def current_policy() -> RetryPolicy:
@@ -232,18 +245,99 @@ def _requested_event(batch: RetryBatch, principal: Principal, *, queued: int) ->
     )
 
 
+def preview_bulk_retry(principal: Principal, body: Any) -> dict[str, Any]:
+    """What `ask_for_bulk_retry` would do with `body`, written nowhere (no batch, no
+    row, no audit event: a preview changes nothing, so there is nothing to audit).
+
+    The same parsing, the same rows and the same checks (`check_rows`, the requester's
+    spend limits included), so the verdict is the real one as the rows are now. Each
+    group's money is that of what its rows' successors would carry: a partially
+    completed row counts only what its lineage has not bought. A constant number of
+    queries whatever the number of rows. A malformed request is a 400 and a requester
+    who may retry nothing a 403, as for the real thing."""
+    selection, force = parse_request(body)
+    denied = bulk_refusal(principal)
+    if denied is not None:
+        raise denied
+    session = db.session()
+    ids, _described = _resolve(session, selection)
+    checked = check_rows(session, principal, None, enumerate(ids), current_policy(), force=force)
+    return bulk_preview(ids, checked)
+
+
+def bulk_preview(ids: Sequence[str], checked: Checked) -> dict[str, Any]:
+    """`checked` as the preview shows it: the rows that would be queued, then one group
+    per kind of refusal (`preview_reason`), each with its count, money and first ids.
+    A row refused before its authorization passed (malformed, unknown, not the
+    requester's to retry) counts no money: a refusal never tells what another's row
+    holds."""
+    groups: dict[tuple[int | None, str | None], PreviewGroup] = {}
+    queued = groups.setdefault((None, None), PreviewGroup("queued", None, None))
+    for position in sorted({*checked.accepted, *checked.refusals}):
+        execution_id = checked.parsed.get(position)
+        row = checked.rows.get(execution_id) if execution_id is not None else None
+        refusal = checked.refusals.get(position)
+        money = Totals()
+        if row is not None and (refusal is None or shows_the_row(refusal)):
+            money = totals_of(checked.successor_items(row))
+        shown = str(execution_id) if execution_id is not None else ids[position]
+        if refusal is None:
+            queued.add(shown, money)
+            continue
+        reason = preview_reason(refusal)
+        group = groups.setdefault(
+            (refusal.status, reason), PreviewGroup("refused", refusal.status, reason)
+        )
+        group.add(shown, money)
+    found = [group for group in groups.values() if group.count or group.outcome == "queued"]
+    return {
+        "total": len(ids),
+        "groups": [group.as_dict() for group in found],
+        "totals": queued.totals.as_dict(),
+    }
+
+
+@dataclass
+class PreviewGroup:
+    """The rows of a preview that share one outcome."""
+
+    outcome: str  # "queued" | "refused"
+    status: int | None
+    reason: str | None
+    count: int = 0
+    totals: Totals = field(default_factory=Totals)
+    execution_ids: list[str] = field(default_factory=list)
+
+    def add(self, execution_id: str, money: Totals) -> None:
+        self.count += 1
+        self.totals += money
+        if len(self.execution_ids) < PREVIEW_IDS_SHOWN:
+            self.execution_ids.append(execution_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "status": self.status,
+            "reason": self.reason,
+            "count": self.count,
+            "totals": self.totals.as_dict(),
+            "execution_ids": self.execution_ids,
+        }
+
+
 def retry_filter(raw: Mapping[str, Any]) -> HistoryFilter:
     """The rows a retry by filter may name: the history filter's fields, with its
-    rules, over failed rows only. No status means `failed`; another status is a 400
-    (only a failed row can be retried, so it could only ever match nothing)."""
+    rules, over retryable rows only: `failed` (what no status means) or
+    `partially_completed`. Another status is a 400 (such a row cannot be retried, so it
+    could only ever match nothing)."""
     filters = HistoryFilter.parse_known(raw)
     if filters.status is None:
         return HistoryFilter.parse({**filters.as_args(), "status": Status.FAILED.value})
-    if filters.status != Status.FAILED.value:
+    if filters.status not in RETRYABLE:
         raise DomainError(
             400,
-            f'only failed executions can be retried: "status" must be "failed", not '
-            f"{filters.status!r}",
+            'only failed or partially completed executions can be retried: "status" must '
+            f'be "failed" or "partially_completed", not {filters.status!r}',
         )
     return filters
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,9 @@ from app.domain.approvals import ApprovalPolicy
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_uuid
 from app.domain.rbac import Principal
-from app.domain.retry import RequestState, RetryPolicy, retry_refusal
+from app.domain.recommendations import items_of
+from app.domain.retry import RequestState, RetryPolicy, retry_refusal, successor_recommendations
+from app.domain.spending import Spend
 from app.models import AuditEvent, PurchaseExecution, RetryBatch, RetryBatchItem
 from app.services import audit, leases, spending, successors
 from app.services.execution_reads import unknown_execution
@@ -91,7 +93,13 @@ def settle_chunk(
     checked = check_rows(session, principal, inactive, claimed, policy, force=batch.force)
     accepted = checked.accepted
     created = successors.create_successors(
-        session, list(accepted.values()), principal, grace=grace, approvals=approvals, now=now
+        session,
+        list(accepted.values()),
+        principal,
+        grace=grace,
+        approvals=approvals,
+        now=now,
+        bought=checked.bought,
     )
     lost = [position for position, row in accepted.items() if row.execution_id not in created]
     if lost:  # another retry linked these rows first: refuse as the web layer would
@@ -152,6 +160,16 @@ class Checked:
     parsed: dict[int, uuid.UUID] = field(default_factory=dict)
     accepted: dict[int, PurchaseExecution] = field(default_factory=dict)
     refusals: dict[int, DomainError] = field(default_factory=dict)
+    # Every row found, by id, and what each row's lineage has bought (index → purchase
+    # id; `successors.bought_in_lineage`): its successor carries only the rest.
+    rows: dict[uuid.UUID, PurchaseExecution] = field(default_factory=dict)
+    bought: dict[uuid.UUID, dict[int, str]] = field(default_factory=dict)
+
+    def successor_items(self, row: PurchaseExecution) -> list[dict[str, Any]]:
+        """The items `row`'s successor would carry (what the lineage bought, as bought)."""
+        return successor_recommendations(
+            items_of(row.recommendations), self.bought.get(row.execution_id, {})
+        )
 
 
 def check_rows(
@@ -165,8 +183,9 @@ def check_rows(
 ) -> Checked:
     """Each (position, id as given) through the single retry's checks, in its order:
     400 malformed, 404 unknown, then `inactive` (the requester is gone: 403), then
-    `retry_refusal`, then the requester's spend limits (`app.services.spending`). The
-    rows are loaded in one query, the limits once."""
+    `retry_refusal`, then the requester's spend limits (`app.services.spending`) against
+    what the successor would buy (not what the lineage bought already). The rows are
+    loaded in one query, what their lineages bought in one more, the limits once."""
     checked = Checked()
     for position, raw in raw_ids:
         try:
@@ -174,6 +193,8 @@ def check_rows(
         except DomainError as malformed:
             checked.refusals[position] = malformed
     rows = load_rows(session, set(checked.parsed.values()))
+    checked.rows = rows
+    checked.bought = successors.bought_in_lineage(session, list(rows))
     limits = spending.binding(session, (principal.user_id,), now=utcnow())
     for position, execution_id in checked.parsed.items():
         row = rows.get(execution_id)
@@ -183,13 +204,21 @@ def check_rows(
         refusal = (
             inactive
             or retry_refusal(principal, row, policy, force=force)
-            or limits.refusal(spending.spend_of(row))
+            or limits.refusal(_successor_spend(checked, row))
         )
         if refusal is None:
             checked.accepted[position] = row
         else:
             checked.refusals[position] = refusal
     return checked
+
+
+def _successor_spend(checked: Checked, row: PurchaseExecution) -> Spend:
+    """The row as the limits see its successor: only what the lineage has not bought."""
+    spend = spending.spend_of(row)
+    if row.execution_id not in checked.bought:
+        return spend
+    return replace(spend, recommendations=checked.successor_items(row))
 
 
 def load_rows(session: Session, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, PurchaseExecution]:

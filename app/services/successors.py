@@ -2,8 +2,13 @@
 
 1. insert the successor: `pending`, the next attempt, the lineage's creator as its
    creator (whose purchase it is) and whoever asked as `retried_by_user_id`;
-2. point the failed predecessor at it, only if nobody did so first;
+2. point the failed (or partially completed) predecessor at it, only if nobody did so
+   first;
 3. insert the successor's suppressions.
+
+The successor carries only what the lineage has not bought (`bought_in_lineage`, one
+query for all the rows): an item the ledger holds a purchase for is carried as bought
+and not selected, and the successor's money and suppressions count only the rest.
 
 A successor nobody may approve (`app.services.approvers`) fails at once in the same
 transaction, with `no approver for this account`; the others owe their approval email.
@@ -20,21 +25,31 @@ transaction: for that row nothing is written, and the others are not affected.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, insert, literal, update
+from sqlalchemy import Integer, case, delete, insert, literal, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from app.db import CanonicalUUID, new_uuid
 from app.domain.approvals import NO_APPROVER, ApprovalPolicy
 from app.domain.rbac import Principal
-from app.domain.retry import fresh_recommendations, suppression_counts
+from app.domain.retry import (
+    RETRYABLE,
+    successor_recommendations,
+    suppression_counts,
+    to_buy,
+)
+from app.domain.spending import totals_of
 from app.domain.statuses import Status
-from app.models import PurchaseExecution, PurchaseSuppression
+from app.models import ProviderPurchase, PurchaseExecution, PurchaseSuppression
 from app.services import notifications, transitions
 from app.services.approvers import unapprovable_successors
+
+# A lineage is as long as its retries; the bound only stops a hand-made cycle of
+# `retry_execution_id`s from recursing without end.
+MAX_LINEAGE_STEPS = 1000
 
 
 def create_successors(
@@ -45,13 +60,19 @@ def create_successors(
     grace: timedelta,
     approvals: ApprovalPolicy,
     now: datetime,
+    bought: Mapping[uuid.UUID, Mapping[int, str]] | None = None,
 ) -> dict[uuid.UUID, uuid.UUID]:
     """The three writes for each predecessor; returns predecessor id → successor id
     for those it linked. A predecessor missing from the result was linked by another
-    retry first, and nothing was written for it."""
+    retry first, and nothing was written for it.
+
+    `bought`: what each predecessor's lineage has bought (`bought_in_lineage`), when the
+    caller has read it already; read here otherwise."""
     if not predecessors:
         return {}
-    rows = insert_successors(session, predecessors, principal, now=now)
+    if bought is None:
+        bought = bought_in_lineage(session, [p.execution_id for p in predecessors])
+    rows = insert_successors(session, predecessors, principal, now=now, bought=bought)
     successor_of = {row["retry_of"]: row["execution_id"] for row in rows}
     linked = link_predecessors(session, successor_of, now=now)
     lost = [successor_of[predecessor] for predecessor in successor_of.keys() - linked]
@@ -86,11 +107,17 @@ def insert_successors(
     principal: Principal,
     *,
     now: datetime,
+    bought: Mapping[uuid.UUID, Mapping[int, str]],
 ) -> list[dict[str, Any]]:
     """Write 1: a pending copy of each. It keeps the predecessor's creator, whose
     purchase it is: a retry never makes the retrier an owner, so `approve-own` is never
     borrowed through `retry-any`; the retrier is recorded beside it. Returns the rows
-    written (each with `retry_of`, its predecessor's id)."""
+    written (each with `retry_of`, its predecessor's id).
+
+    Its items are `successor_recommendations` (what the lineage bought carried as
+    bought). Its costs are the predecessor's when the lineage bought nothing, else those
+    of the items it will buy (upfront, and the yearly savings `estimated_savings`
+    holds)."""
     rows = [
         {
             "execution_id": new_uuid(),
@@ -102,9 +129,10 @@ def insert_successors(
             "plan_id": predecessor.plan_id,
             "step_number": predecessor.step_number,
             "cloud_account_id": predecessor.cloud_account_id,
-            "total_upfront_cost": predecessor.total_upfront_cost,
-            "estimated_savings": predecessor.estimated_savings,
-            "recommendations": fresh_recommendations(predecessor.recommendations),
+            **_costs(predecessor, bought.get(predecessor.execution_id, {})),
+            "recommendations": successor_recommendations(
+                predecessor.recommendations, bought.get(predecessor.execution_id, {})
+            ),
             "created_at": now,
             "updated_at": now,
         }
@@ -117,11 +145,85 @@ def insert_successors(
     return rows
 
 
+def _costs(predecessor: PurchaseExecution, bought: Mapping[int, str]) -> dict[str, Any]:
+    if not bought:
+        return {
+            "total_upfront_cost": predecessor.total_upfront_cost,
+            "estimated_savings": predecessor.estimated_savings,
+        }
+    totals = totals_of(successor_recommendations(predecessor.recommendations, bought))
+    return {"total_upfront_cost": totals.upfront, "estimated_savings": totals.yearly_savings}
+
+
+def bought_in_lineage(
+    session: Session, execution_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, dict[int, str]]:
+    """For each execution, what its retry lineage has bought: item index → the ledger's
+    purchase id, for every key `<lineage root>:<index>` that holds a purchase (a claim
+    without one bought nothing yet, and the executor resolves it). Executions whose
+    lineage bought nothing are left out.
+
+    One query whatever the number of rows: a recursive walk back from each row to its
+    first attempt (every purchase of a lineage was claimed by one of its attempts), with
+    the ledger rows those attempts claimed."""
+    if not execution_ids:
+        return {}
+    rows = PurchaseExecution.__table__
+    zero = literal_column("0", Integer)
+    back = (
+        select(
+            rows.c.execution_id.label("start_id"),
+            rows.c.execution_id.label("member_id"),
+            zero.label("depth"),
+        )
+        .where(rows.c.execution_id.in_(list(execution_ids)))
+        .cte("lineage_back", recursive=True)
+    )
+    earlier = rows.alias("earlier")
+    back = back.union_all(
+        select(back.c.start_id, earlier.c.execution_id, back.c.depth + 1).where(
+            earlier.c.retry_execution_id == back.c.member_id,
+            back.c.depth < MAX_LINEAGE_STEPS,
+        )
+    )
+    ledger = ProviderPurchase.__table__
+    found = session.execute(
+        select(
+            back.c.start_id,
+            back.c.member_id,
+            back.c.depth,
+            ledger.c.idempotency_key,
+            ledger.c.purchase_id,
+        )
+        .select_from(back)
+        .outerjoin(
+            ledger,
+            (ledger.c.execution_id == back.c.member_id) & ledger.c.purchase_id.is_not(None),
+        )
+    ).all()
+    roots: dict[uuid.UUID, tuple[int, uuid.UUID]] = {}
+    purchases: dict[uuid.UUID, list[tuple[str, str]]] = {}
+    for start, member, depth, key, purchase_id in found:
+        if start not in roots or depth > roots[start][0]:
+            roots[start] = (depth, member)
+        if key is not None and purchase_id is not None:
+            purchases.setdefault(start, []).append((key, purchase_id))
+    bought: dict[uuid.UUID, dict[int, str]] = {}
+    for start, held in purchases.items():
+        prefix = f"{roots[start][1]}:"
+        for key, purchase_id in held:
+            index = key[len(prefix) :] if key.startswith(prefix) else ""
+            if index.isascii() and index.isdigit():
+                bought.setdefault(start, {})[int(index)] = purchase_id
+    return bought
+
+
 def link_predecessors(
     session: Session, successor_of: dict[uuid.UUID, uuid.UUID], *, now: datetime
 ) -> set[uuid.UUID]:
-    """Write 2: point each failed row at its successor, only where nobody did it first
-    (one conditional UPDATE for all). Returns the predecessors it linked."""
+    """Write 2: point each retryable row (failed or partially completed) at its
+    successor, only where nobody did it first (one conditional UPDATE for all). Returns
+    the predecessors it linked."""
     uuid_type = CanonicalUUID()
     successor = case(
         *(
@@ -136,7 +238,7 @@ def link_predecessors(
         update(PurchaseExecution)
         .where(
             PurchaseExecution.execution_id.in_(list(successor_of)),
-            PurchaseExecution.status == Status.FAILED.value,
+            PurchaseExecution.status.in_([status.value for status in RETRYABLE]),
             PurchaseExecution.retry_execution_id.is_(None),
         )
         .values(retry_execution_id=successor, updated_at=now)
@@ -149,7 +251,8 @@ def link_predecessors(
 def insert_suppressions(
     session: Session, successors: Sequence[dict[str, Any]], *, expires_at: datetime
 ) -> None:
-    """Write 3: one suppression per scope of each successor's recommendations."""
+    """Write 3: one suppression per scope of the items each successor will buy (not
+    those its lineage has bought)."""
     rows = [
         {
             "execution_id": successor["execution_id"],
@@ -163,7 +266,7 @@ def insert_suppressions(
             "expires_at": expires_at,
         }
         for successor in successors
-        for scope, count in sorted(suppression_counts(successor["recommendations"]).items())
+        for scope, count in sorted(suppression_counts(to_buy(successor["recommendations"])).items())
     ]
     if rows:
         session.execute(insert(PurchaseSuppression), rows)

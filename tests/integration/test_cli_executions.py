@@ -57,7 +57,7 @@ def test_force_overrides_the_threshold(settings, committed_db, celery_worker, ma
     [
         ({"error": "smtp: from_email NOT CONFIGURED"}, True, "ops_hint: Set FROM_EMAIL"),
         ({}, False, "not allowed to retry this execution"),
-        ({"status": Status.COMPLETED}, True, "only failed executions"),
+        ({"status": Status.COMPLETED}, True, "only failed or partially completed executions"),
     ],
 )
 def test_refusals_exit_1_with_their_details(

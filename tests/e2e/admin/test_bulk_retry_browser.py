@@ -2,7 +2,8 @@
 following a real worker without a reload.
 
 What an operator does: tick some failed rows, pick "With selected" → "Retry selected",
-answer the confirmation, read the one flash that says what happened to each row, and
+read the confirmation page (what would happen to each row, with the money) and confirm,
+read the one flash that says what happened to each row, and
 watch the batch page settle. The worker is started only once the batch page shows the
 batch still running, so the page can only learn the outcome by polling (poll.js).
 
@@ -24,7 +25,7 @@ from admin.bulk import RETRY_SELECTED_CONFIRM
 from app.db import unit_of_work
 from app.domain.statuses import Status
 from app.services.identity import find_user_by_email
-from tests.e2e.helpers import answer_next_dialog, browser_sign_in, create_user
+from tests.e2e.helpers import browser_sign_in, create_user
 from tests.factories import make_execution, recommendation
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
@@ -70,13 +71,20 @@ def test_retry_selected_reports_each_row_and_the_batch_page_follows_the_worker(
         page.locator(f'input.action-checkbox[value="{row_id}"]').check()
     expect(page.locator("input.action-checkbox:checked")).to_have_count(3)
     expect(page.locator(f'input.action-checkbox[value="{unselected}"]')).not_to_be_checked()
-    prompts = answer_next_dialog(page, accept=True)
     page.get_by_role("button", name="With selected").click()  # an <a role="button">
     with page.expect_navigation():
         page.get_by_role("link", name="Retry selected").click()
 
+    # The confirmation page: what would happen to each row, before anything is done.
+    expect(page.get_by_text(RETRY_SELECTED_CONFIRM)).to_be_visible()
+    queued = page.locator('[data-preview-group="queued"]')
+    expect(queued).to_have_attribute("data-group-count", "1")
+    expect(queued.locator("[data-group-execution-id]")).to_have_text([str(retryable)])
+    expect(page.locator('[data-preview-group="refused"]')).to_have_count(2)
+    with page.expect_navigation():
+        page.locator('[data-action="confirm-retry"]').click()
+
     # One flash, naming each of the three rows with its outcome.
-    assert prompts == [RETRY_SELECTED_CONFIRM]
     assert re.search(r"/admin/retry_batches/[0-9a-f-]{36}$", page.url), page.url
     lines = flash_lines(page)
     assert lines[0] == "Retry of 3 executions: 1 queued, 2 refused — follow the batch", lines

@@ -1,5 +1,6 @@
 """The panel's bulk retry over HTTP: "Retry selected" (Flask-Admin's action), "Retry all N
-matching this filter", and the batch page. No worker runs: rows wait queued."""
+matching this filter", the confirmation page each opens first (what would happen, with
+the money, nothing written), and the batch page. No worker runs: rows wait queued."""
 
 from __future__ import annotations
 
@@ -28,11 +29,27 @@ def failed(session, user, **fields):
     return make_execution(session, Status.FAILED, created_by=user, **(values | fields))
 
 
-def retry_selected(client, ids, *, token=True):
+def retry_selected(client, ids, *, token=True, confirmed=True):
+    """Press "Retry selected" on `ids`, then Confirm on the page that opens (unless
+    `confirmed` is False: the confirmation page itself)."""
     form = {"action": "retry", "rowid": [str(i) for i in ids]}
     if token:
         form["csrf_token"] = csrf_from(client.get(LIST).text)
-    return client.post(f"{LIST}action/", data=form, follow_redirects=True)
+    page = client.post(f"{LIST}action/", data=form, follow_redirects=True)
+    if not confirmed or "data-retry-preview" not in page.text:
+        return page
+    return confirm(client, page.text)
+
+
+def confirm(client, page: str):
+    """Press Confirm on a bulk retry's confirmation page: its form, as the page has it."""
+    form = re.search(
+        r'<form method="post" action="([^"]+)" class="d-inline">(.*?)</form>', page, re.S
+    )
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form[2]):
+        fields.setdefault(name, []).append(html.unescape(value))
+    return client.post(html.unescape(form[1]), data=fields, follow_redirects=True)
 
 
 def batches(session) -> int:
@@ -94,13 +111,19 @@ def test_retry_all_matching_the_filter_says_n_and_retries_those(client, db_sessi
     assert 'data-action="retry-matching"' not in listing  # unfiltered: no such button
     page = client.get(LIST, query_string={filter_arg(listing, "Status", "equals"): "failed"})
     assert "Retry all 3 matching this filter" in page.text
-    assert 'data-confirm="Retry all 3 failed executions matching this filter?' in page.text
     action = re.search(r'<form method="post" class="mb-2" action="([^"]+)"', page.text).group(1)
     action = html.unescape(action)
 
     refused = client.post(action, data={})
     assert refused.status_code == 400 and batches(db_session) == 0
-    done = client.post(action, data={"csrf_token": csrf_from(page.text)}, follow_redirects=True)
+    preview = client.post(action, data={"csrf_token": csrf_from(page.text)})
+    assert preview.status_code == 200 and batches(db_session) == 0
+    assert re.search(r'data-preview-group="queued"[^>]*data-group-count="3"', preview.text)
+    # The money before the click: three items of 1,200.00 upfront and 45.50 a month saved.
+    queued_row = preview.text.split('data-preview-group="queued"')[1].split("</tr>")[0]
+    assert '<td class="text-right" data-money="upfront">3600.00</td>' in queued_row
+    assert '<td class="text-right" data-money="yearly_savings">1638.00</td>' in queued_row
+    done = confirm(client, preview.text)
     assert "Retry of 3 executions: 3 queued, 0 refused" in done.text
     queued = set(db_session.scalars(select(RetryBatchItem.execution_id)))
     assert queued == {str(row.execution_id) for row in rows}
@@ -138,11 +161,13 @@ def test_the_batch_page_is_its_requester_s_or_an_admin_s(client, db_session, app
 
 
 def retry_matching(client, page: str):
-    """Press "Retry all N matching this filter" on a list page; the batch page."""
+    """Press "Retry all N matching this filter" on a list page, then Confirm; the batch
+    page."""
     action = re.search(r'<form method="post" class="mb-2" action="([^"]+)"', page).group(1)
-    return client.post(
+    preview = client.post(
         html.unescape(action), data={"csrf_token": csrf_from(page)}, follow_redirects=True
     )
+    return confirm(client, preview.text)
 
 
 def test_a_list_filtered_to_another_status_offers_no_retry_all_matching(client, db_session):

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from app import task_names
 from app.db import utcnow
 from app.domain.bulk_retry import CHUNK_SIZE
+from app.domain.retry import RETRYABLE
 from app.domain.statuses import Status
 from app.models import AuditEvent, RetryBatch, RetryBatchItem
 from tests.e2e.helpers import sign_in
@@ -178,21 +179,23 @@ def test_only_the_requester_or_an_admin_reads_a_batch(client, db_session, alice,
 
 # --- A filter is the history filter, over failed rows only ----------------------------
 
-NOT_FAILED = [status.value for status in Status if status is not Status.FAILED]
+NOT_FAILED = [status.value for status in Status if status not in RETRYABLE]
 
 
 @pytest.mark.parametrize("status", NOT_FAILED)
 def test_a_filter_naming_another_status_is_400_and_records_nothing(
     client, db_session, alice, redis_db, status
 ):
-    """Only a failed row can be retried, so such a filter could only ever retry nothing.
+    """Only a failed or partially completed row can be retried, so such a filter could
+    only ever retry nothing.
     (Before: 202, a batch of that status's rows, each refused.)"""
     make_execution(db_session, Status(status), created_by=alice, recommendations=[recommendation()])
     token = sign_in(client, alice)
     response = post_bulk(client, token, {"filter": {"status": status}})
     assert response.status_code == 400, response.json
     assert response.json == {
-        "error": f'only failed executions can be retried: "status" must be "failed", not {status!r}'
+        "error": 'only failed or partially completed executions can be retried: "status" '
+        f'must be "failed" or "partially_completed", not {status!r}'
     }
     assert count(db_session, RetryBatch) == 0 and count(db_session, RetryBatchItem) == 0
     [event] = db_session.scalars(

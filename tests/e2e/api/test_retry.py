@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from app import task_names
 from app.db import utcnow
-from app.domain.retry import MALFORMED_HINT, OPS_HINTS
+from app.domain.retry import MALFORMED_HINT, OPS_HINTS, RETRYABLE
 from app.domain.statuses import Status
 from app.models import AuditEvent, PurchaseExecution, RetryBatchItem
 from app.providers import ProviderRegistry
@@ -33,7 +33,7 @@ from tests.factories import (
     recommendation,
 )
 
-NOT_FAILED = [status for status in Status if status is not Status.FAILED]
+NOT_FAILED = [status for status in Status if status not in RETRYABLE]
 
 # A NUL never reaches the service to be audited: the request door refuses it first
 # (tests/e2e/test_door.py).
@@ -210,7 +210,10 @@ def test_only_failed_rows_can_be_retried(client, db_session, alice, status):
     body = assert_refused_and_nothing_written(
         db_session, response, 409, actor=alice, execution_id=row.execution_id, executions_before=1
     )
-    assert body == {"error": f"only failed executions can be retried; this one is {status.value}"}
+    assert body == {
+        "error": "only failed or partially completed executions can be retried; "
+        f"this one is {status.value}"
+    }
 
 
 # --- Check 6: 409 already retried -------------------------------------------------
