@@ -13,8 +13,10 @@ from flask import Blueprint, Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
-from admin import manage
+from admin import controls, manage
 from admin.bulk import RetryBatchView
+from admin.manage.limits import SpendLimitsView
+from admin.new_purchase import NewPurchaseView
 from admin.views import HomeView, PurchaseHistoryView
 from app.db import db
 from app.models import PurchaseExecution
@@ -40,6 +42,11 @@ def init_admin(app: Flask) -> Admin:
         # Flask-Admin's templates put it on their <script> tags (admin_csp_nonce_attribute).
         csp_nonce_generator=csp_nonce,
     )
+    # Before Purchase History: its (switched off) create page has the same address, and
+    # the first rule registered for an address is the one that answers.
+    panel.add_view(
+        NewPurchaseView(name="New purchase", endpoint="purchase_new", url="/admin/purchases/new")
+    )
     with warnings.catch_warnings():
         # Flask-Admin 2.2 unwraps only Flask-SQLAlchemy's `db` object; ours is plain
         # SQLAlchemy, so the scoped session is the supported thing to hand it.
@@ -51,4 +58,9 @@ def init_admin(app: Flask) -> Admin:
         )
         manage.add_views(panel, db.session)
     panel.add_view(RetryBatchView(name="Retry batch", endpoint="retry_batches"))
+    controls.add_views(panel, manage.ADMINISTRATION)
+    app.context_processor(controls.freeze_banner)
+    panel.add_view(
+        SpendLimitsView(name="Spend Limits", endpoint="limits", category=manage.ADMINISTRATION)
+    )
     return panel

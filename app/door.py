@@ -32,9 +32,10 @@ from app.http import is_api_request, render_domain_error
 # that no later walk over a body can come near Python's recursion limit.
 MAX_JSON_DEPTH = 32
 
-# Endpoints that accept a file part in a form. None does today: a file anywhere else is
-# refused, so a handler never meets a `FileStorage` where it expects text.
-FILE_ENDPOINTS: frozenset[str] = frozenset()
+# Endpoints that accept a file part in a form: the panel's New purchase page (its items
+# file, read as UTF-8 text). A file anywhere else is refused, so a handler never meets a
+# `FileStorage` where it expects text.
+FILE_ENDPOINTS: frozenset[str] = frozenset({"purchase_new.submit"})
 
 _FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 _SHOWN = 40  # characters of a refused name quoted back in a message

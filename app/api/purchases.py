@@ -14,7 +14,7 @@ from app.db import db
 from app.domain.errors import DomainError
 from app.domain.rbac import Action, Principal, require
 from app.links import link_rate_limit, signed_in
-from app.services import approvals, execution_reads, retry, retry_batches
+from app.services import approvals, creating, execution_reads, retry, retry_batches
 from app.services.history_export import csv_lines
 from app.services.identity import principal_for
 
@@ -27,6 +27,34 @@ def _viewer() -> Principal:
     principal = principal_for(current_user)
     require(principal, Action.VIEW)
     return principal
+
+
+@blueprint.post("/purchases")
+@login_required
+@operation(
+    summary="Create a purchase (pending approval), or preview it with ?preview=true",
+    query=s.CreateQuery,
+    body=s.CreatePurchaseBody,
+    body_required=True,
+    responses={
+        201: s.PurchaseCreated,
+        200: s.PurchasePreview,
+        **REFUSALS,
+        409: s.ErrorBody,
+    },
+)
+def create_purchase(
+    query: s.CreateQuery, body: s.CreatePurchaseBody
+) -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
+    """Check and create a pending purchase with its approval email; `?preview=true`
+    answers each item's quote and the totals and writes nothing."""
+    principal = principal_for(current_user)
+    if query.preview:
+        return jsonify(creating.preview_purchase(principal, body.as_request())), 200
+    execution = creating.create_purchase(principal, body.as_request(), via="api")
+    location = url_for("api.execution_detail", execution_id=str(execution.execution_id))
+    answer = {"execution_id": str(execution.execution_id), "status": execution.status}
+    return jsonify(answer), 201, {"Location": location}
 
 
 @blueprint.post("/purchases/retry/<path:execution_id>")
@@ -49,15 +77,29 @@ def retry_execution(execution_id: str, query: s.RetryQuery) -> tuple[Response, i
 @blueprint.post("/purchases/retry")
 @login_required
 @operation(
-    summary="Retry many executions: by ids, or by a history filter",
+    summary="Retry many executions: by ids, or by a history filter (or preview it)",
+    query=s.BulkRetryQuery,
     body=s.BulkRetryBody,
     body_required=True,
     body_example='{"execution_ids": [...]} or {"filter": {...}}, and "force"',
-    responses={202: s.BatchAccepted, 400: s.ErrorBody, 401: s.ErrorBody, 403: s.ErrorBody},
+    responses={
+        200: s.RetryPreview,
+        202: s.BatchAccepted,
+        400: s.ErrorBody,
+        401: s.ErrorBody,
+        403: s.ErrorBody,
+    },
 )
-def bulk_retry_executions(body: s.BulkRetryBody) -> tuple[Response, int, dict[str, str]]:
+def bulk_retry_executions(
+    body: s.BulkRetryBody, query: s.BulkRetryQuery
+) -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
     """Bulk retry: `{"execution_ids": [...]}` (at most 10,000) or `{"filter": {...}}`,
-    and `"force"`; answer 202 with the batch, whose rows the worker settles."""
+    and `"force"`; answer 202 with the batch, whose rows the worker settles. With
+    `?preview=true`, write nothing and answer 200 with the rows grouped by what would
+    happen to them (queued, or refused and why) and the money of each group."""
+    if query.preview:
+        preview = retry.preview_bulk_retry(principal_for(current_user), body.as_request())
+        return jsonify(preview), 200
     batch = retry.ask_for_bulk_retry(principal_for(current_user), body.as_request())
     status_url = url_for("api.retry_batch_state", batch_id=batch.id)
     answer = {"batch_id": str(batch.id), "total": batch.total, "status_url": status_url}

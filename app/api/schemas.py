@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     field_validator,
     model_validator,
 )
@@ -27,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from app.api.reading import refused
 from app.domain.bulk_retry import MAX_BATCH_ROWS, MAX_ID_TEXT
 from app.domain.inputs import parse_bool, text_problem
+from app.domain.items import MAX_CREATE_ITEMS
 from app.domain.statuses import Status
 from app.services.execution_reads import MAX_PAGE_SIZE, MAX_SEARCH_LENGTH
 
@@ -165,6 +167,48 @@ class BulkRetryBody(_Request):
     def as_request(self) -> dict[str, Any]:
         """The body as the bulk retry service reads it."""
         return self.model_dump(exclude_unset=True, exclude_none=True)
+
+
+class CreatePurchaseBody(_Request):
+    """`POST /api/purchases`: the account, its items, and optionally the plan, the
+    step and when it starts. Each item is checked by the service, naming the item and
+    its field."""
+
+    cloud_account_id: Text = Field(max_length=100, json_schema_extra={"format": "uuid"})
+    recommendations: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_CREATE_ITEMS)
+    plan_id: Text | None = Field(default=None, max_length=100, json_schema_extra={"format": "uuid"})
+    step_number: StrictInt | None = Field(default=None, ge=1, le=10_000)
+    scheduled_for: Text | None = Field(
+        default=None, max_length=64, json_schema_extra={"format": "date-time"}
+    )
+
+    def as_request(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class CreateQuery(BaseModel):
+    """`POST /api/purchases?preview=true` answers what would be created; writes nothing."""
+
+    preview: Flag = False
+
+
+class PurchaseCreated(BaseModel):
+    execution_id: str
+    status: str
+
+
+class PurchasePreview(BaseModel):
+    preview: bool
+    account: dict[str, Any]
+    plan_id: str | None
+    step_number: int
+    scheduled_for: str | None
+    items: list[dict[str, Any]] = Field(
+        description="per item: index, selected, commitment, the provider's quote or why not"
+    )
+    totals: dict[str, Any] = Field(
+        description="upfront, monthly, term_total, monthly/yearly/term savings, as decimal strings"
+    )
 
 
 class DecisionBody(_Request):
@@ -346,3 +390,89 @@ class ExecutionDetail(ExecutionItem):
 class HistoryPage(BaseModel):
     items: list[ExecutionItem]
     next: str | None = Field(description="the cursor of the following page; null on the last")
+
+
+# --- The freeze and the plans (app.api.controls) ------------------------------------------
+
+
+class FreezeBody(_Request):
+    """`POST /api/freeze`: why purchases stop. Left out or blank, the freeze is refused
+    (and the refusal audited) by the rule, which says why."""
+
+    reason: Text | None = None
+
+
+class FreezeState(BaseModel):
+    frozen: bool
+    reason: str | None
+    frozen_by: str | None
+    frozen_at: str | None = Field(description="ISO 8601, UTC")
+
+
+class FreezeLifted(BaseModel):
+    lifted: Literal[True]
+    released: int = Field(description="approved executions queued now the freeze is lifted")
+
+
+class PlanItem(BaseModel):
+    id: str
+    name: str
+    enabled: bool
+    paused: bool
+    auto_purchase: bool
+    current_step: int
+    total_steps: int
+    percent_per_step: str = Field(description="a decimal string")
+    step_interval_days: int
+    next_scheduled_for: str | None = Field(
+        description="when the plan's next scheduled execution starts (ISO 8601, UTC)"
+    )
+    scheduled_later: int = Field(description="pending or approved executions scheduled later")
+    waiting: int = Field(description="approved executions that may not start yet")
+
+
+class PlanList(BaseModel):
+    items: list[PlanItem]
+
+
+class PlanSwitched(BaseModel):
+    plan: PlanItem
+    released: int = Field(description="approved executions queued by this switch")
+    step_number: int | None = Field(description="run now: the step brought forward")
+
+
+# --- A bulk retry's preview (app.api.purchases) -------------------------------------------
+
+
+class BulkRetryQuery(BaseModel):
+    """`POST /api/purchases/retry`: `preview=true` answers what would happen, writing
+    nothing."""
+
+    preview: Flag = False
+
+
+class RetryPreviewTotals(BaseModel):
+    """Money as decimal strings with two places (`app.domain.spending.Totals`)."""
+
+    items: int
+    upfront: str
+    monthly: str
+    term_total: str = Field(description="upfront plus recurring over the term")
+    monthly_savings: str
+    yearly_savings: str
+    term_savings: str
+
+
+class RetryPreviewGroup(BaseModel):
+    outcome: Literal["queued", "refused"]
+    status: int | None = Field(description="the refusal's HTTP status; null when queued")
+    reason: str | None = Field(description="why these rows would be refused; null when queued")
+    count: int
+    totals: RetryPreviewTotals
+    execution_ids: list[str] = Field(description="the group's first 100 ids")
+
+
+class RetryPreview(BaseModel):
+    total: int
+    groups: list[RetryPreviewGroup]
+    totals: RetryPreviewTotals = Field(description="the money of the rows that would be queued")

@@ -12,10 +12,15 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from app.cli.accounts import accounts_cli
+    from app.cli.controls import freeze_cli, plans_cli
     from app.cli.demo import demo_cli
     from app.cli.executions import executions_cli
     from app.cli.groups import groups_cli
+    from app.cli.recommendations import recommendations_cli
     from app.cli.users import users_cli
 
     for group in (users_cli, groups_cli, executions_cli, accounts_cli, demo_cli):
         app.cli.add_command(group)
+    for group in (freeze_cli, plans_cli):
+        app.cli.add_command(group)
+    app.cli.add_command(recommendations_cli)

@@ -1,5 +1,5 @@
 """What every command group shares: refusals rendered on stderr with exit status 1,
-and standard input read as text."""
+standard input read as text, and the user a command acts as."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from typing import Any
 
 import click
 
+from app.db import fresh_read
 from app.domain.errors import DomainError
+from app.domain.inputs import clean_text
+from app.domain.rbac import Principal
+from app.services import identity
 
 
 def describe_refusal(message: str, details: dict[str, Any]) -> str:
@@ -40,3 +44,14 @@ def stdin_text(*, first_line: bool = False) -> str:
     data = stream.readline() if first_line else stream.read()
     text = data.decode("utf-8", errors="surrogateescape")
     return text.rstrip("\r\n") if first_line else text
+
+
+def principal_of(email: str) -> Principal:
+    """The active user EMAIL as the rules see them (404 if there is none): who a command
+    run `--as EMAIL` acts as."""
+    email = clean_text(email, "email")
+    with fresh_read() as session:
+        user = identity.find_user_by_email(session, email)
+        if user is None or not user.is_active:
+            raise DomainError(404, f"no active user with email {email}")
+        return identity.principal_for(user)

@@ -1,4 +1,4 @@
-"""`flask executions list|retry|approve|cancel`."""
+"""`flask executions list|create|retry|approve|cancel`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,27 @@ import time
 import click
 from flask.cli import AppGroup
 
-from app.cli.common import describe_refusal, refusals_exit_nonzero, stdin_text
+from app.cli.common import describe_refusal, principal_of, refusals_exit_nonzero, stdin_text
 from app.db import fresh_read
 from app.domain.bulk_retry import BatchState
 from app.domain.errors import DomainError
 from app.domain.inputs import clean_text
+from app.domain.purchasing import quote_text
 from app.domain.rbac import Action, Principal
 from app.domain.retry import RequestState
+from app.domain.spending import totals_of
 from app.domain.statuses import Status
 from app.models import RetryBatch
-from app.services import approvals, execution_reads, identity, retry, retry_batches
+from app.services import (
+    accounts,
+    approvals,
+    creating,
+    execution_reads,
+    retry,
+    retry_batches,
+)
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
 
 executions_cli = AppGroup("executions", help="List, approve, cancel and retry purchase executions.")
 
@@ -84,7 +95,7 @@ def retry_command(execution_ids: tuple[str, ...], email: str, force: bool, wait:
     Exit status: 0 all succeeded, 1 any refused, rejected or failed, 3 still queued
     after --wait.
     """
-    principal = _principal_of(email)
+    principal = principal_of(email)
     if len(execution_ids) == 1 and execution_ids[0] != "-":
         _retry_one(principal, execution_ids[0], force=force, wait=wait)
         return
@@ -184,17 +195,76 @@ def cancel_command(execution_id: str, email: str) -> None:
 
 
 def _decide(execution_id: str, email: str, action: Action) -> None:
-    execution = approvals.decide(_principal_of(email), execution_id, action)
+    execution = approvals.decide(principal_of(email), execution_id, action)
     click.echo(f"{execution.execution_id} is now {execution.status} (by {email})")
     if execution.status == Status.APPROVED:
         click.echo("queued for purchase: a worker (celery -A tasks worker) runs it")
 
 
-def _principal_of(email: str) -> Principal:
-    """The active user EMAIL as the rules see them (404 if there is none)."""
-    email = clean_text(email, "email")
+@executions_cli.command("create")
+@click.option("--account", "account_name", required=True, help="The account, by name or id.")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--as",
+    "email",
+    default=None,
+    help="The user the purchase is created for (their permissions and limits apply); "
+    "without it, the operator at the shell creates it and owns nothing.",
+)
+@click.option("--plan", "plan_id", default=None, help="The plan's id.")
+@click.option("--step", "step_number", type=click.IntRange(1, 10_000), default=None)
+@click.option("--scheduled-for", default=None, help="ISO 8601 with a zone, e.g. 2027-01-31T09:00Z")
+@click.option("--preview", is_flag=True, help="Print the quotes and totals; create nothing.")
+@refusals_exit_nonzero
+def create_command(
+    account_name: str,
+    file: str,
+    email: str | None,
+    plan_id: str | None,
+    step_number: int | None,
+    scheduled_for: str | None,
+    preview: bool,
+) -> None:
+    """Create a pending purchase on an account from FILE (JSON or CSV; - reads standard
+    input), with its approval email, as a retry's successor is."""
+    text = stdin_text() if file == "-" else _read_file(file)
+    items = creating.parse_items_text(text, filename=None if file == "-" else file)
     with fresh_read() as session:
-        user = identity.find_user_by_email(session, email)
-        if user is None or not user.is_active:
-            raise DomainError(404, f"no active user with email {email}")
-        return identity.principal_for(user)
+        account = accounts.find_account(session, clean_text(account_name, "account"))
+        account_id = str(account.id)
+    body = {
+        "cloud_account_id": account_id,
+        "recommendations": items,
+        **({"plan_id": plan_id} if plan_id else {}),
+        **({"step_number": step_number} if step_number else {}),
+        **({"scheduled_for": scheduled_for} if scheduled_for else {}),
+    }
+    principal = principal_of(email) if email else None
+    if preview:
+        answer = creating.preview_purchase(principal, body)
+        for item in answer["items"]:
+            quote = item["quote"]
+            priced = quote_text(quote) if quote else f"no quote: {item['quote_error']}"
+            shown = "" if item["selected"] else " (not selected)"
+            click.echo(f"item {item['index']}: commitment {item['commitment']}  {priced}{shown}")
+        click.echo(_totals_line(answer["totals"]))
+        return
+    execution = creating.create_purchase(principal, body, via="cli")
+    click.echo(f"created {execution.execution_id} {execution.status}")
+    click.echo(_totals_line(totals_of(execution.recommendations).as_dict()))
+
+
+def _read_file(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1).decode("utf-8", errors="surrogateescape")
+    except OSError as error:
+        raise DomainError(400, f"cannot read {path}: {error.strerror}") from None
+
+
+def _totals_line(totals: dict[str, str]) -> str:
+    return (
+        f"{totals['items']} items: upfront {totals['upfront']}, monthly {totals['monthly']}, "
+        f"over the term {totals['term_total']}, estimated savings {totals['yearly_savings']} "
+        "a year"
+    )

@@ -29,16 +29,22 @@ operator knows what to fix. Items with `selected: false` are not bought and not 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from app.domain.inputs import is_text, text_problem
 from app.domain.money import money_of
 from app.domain.providers import SERVICES, PurchaseMode, normalize_provider, normalize_service
 from app.domain.purchasing import is_selected, item_provider
 from app.domain.recommendations import malformed_reason
 
 MAX_COUNT = 10_000
+# The most items one purchase may hold.
+MAX_CREATE_ITEMS = 1_000
+# The most one item may state as an amount (the columns hold 12 digits before the point).
+MAX_AMOUNT = Decimal("999999999.99")
 MAX_TEXT = 200
 TERMS = (1, 3)
 PAYMENT_OPTIONS = ("no-upfront", "partial-upfront", "all-upfront")
@@ -68,6 +74,87 @@ def recommendations_problem(
         except ItemProblem as problem:
             return f"malformed recommendations: item {index}: {problem}"
     return None
+
+
+# What a new purchase's items may hold at all: JSON of bounded size, text that is text.
+MAX_DEPTH = 4
+MAX_STRING = 2_000
+MAX_FIELDS = 100
+_AMOUNTS = ("upfront_cost", "monthly_cost", "monthly_savings")
+_TEXTS = ("service", "region", "resource_type", "engine", "account_id")
+
+
+def creation_problem(
+    recommendations: list[Any], mode: PurchaseMode, account_provider: str | None
+) -> tuple[int, str] | None:
+    """Why a new purchase's items cannot be taken, as (item index, message naming the
+    field), or None. Every item, in every mode: an object of plain JSON (finite numbers,
+    text without control or unpaired characters, bounded size), a `provider` that is
+    the account's when given, a `service`, a `count` of 1 to 10,000, a `term_years` of
+    1 or 3, amounts (`upfront_cost`, `monthly_cost`, `monthly_savings`) that are zero or
+    more, and `selected` true or false. An account that buys from a cloud (`dry_run`,
+    `live`) also needs everything `check_item` asks of a selected item."""
+    for index, item in enumerate(recommendations):
+        try:
+            if not isinstance(item, dict):
+                raise ItemProblem(f"expected an object, got {type(item).__name__}")
+            _plain_json(item, "", 0)
+            if len(item) > MAX_FIELDS:
+                raise ItemProblem(f"more than {MAX_FIELDS} fields")
+            _basic(item, account_provider)
+            if mode is not PurchaseMode.SIMULATE and is_selected(item):
+                check_item(item, account_provider)
+        except ItemProblem as problem:
+            return index, str(problem)
+    return None
+
+
+def _plain_json(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ItemProblem(f"field '{path}': nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is None and len(value) > MAX_STRING:
+            problem = f"longer than {MAX_STRING} characters"
+        if problem is not None:
+            raise ItemProblem(f"field '{path}': {problem}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ItemProblem(f"field '{path}': not a finite number")
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            shown = key if is_text(key) and len(key) <= MAX_TEXT else repr(key)[:MAX_TEXT]
+            name = f"{path}.{shown}" if path else shown
+            _plain_json(key, name, depth + 1)
+            _plain_json(inner, name, depth + 1)
+    elif isinstance(value, list):
+        if len(value) > MAX_FIELDS:
+            raise ItemProblem(f"field '{path}': more than {MAX_FIELDS} entries")
+        for position, inner in enumerate(value):
+            _plain_json(inner, f"{path}[{position}]", depth + 1)
+
+
+def _basic(item: Mapping[str, Any], account_provider: str | None) -> None:
+    account = normalize_provider(account_provider)
+    given = normalize_provider(item.get("provider"))
+    if item.get("provider") is not None and given not in SERVICES:
+        raise ItemProblem(f"field 'provider': {item.get('provider')!r} is not aws, azure or gcp")
+    if given and account and given != account:
+        raise ItemProblem(f"field 'provider': {given!r} is not the account's provider {account!r}")
+    _text(item, "service")
+    for name in _TEXTS[1:]:
+        if item.get(name) not in (None, ""):
+            _text(item, name)
+    _whole(item, "count", low=1, high=MAX_COUNT)
+    _one_of(item, "term_years", TERMS)
+    for name in _AMOUNTS:
+        amount = money_of(item.get(name)) if item.get(name) is not None else Decimal(0)
+        if amount is None or amount < 0 or amount > MAX_AMOUNT:
+            raise ItemProblem(
+                f"field '{name}': expected an amount from 0 to {MAX_AMOUNT:,}, got "
+                f"{item.get(name)!r}"
+            )
+    if "selected" in item and not isinstance(item["selected"], bool):
+        raise ItemProblem(f"field 'selected': expected true or false, got {item['selected']!r}")
 
 
 def check_item(item: Mapping[str, Any], account_provider: str | None) -> None:

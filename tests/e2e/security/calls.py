@@ -6,6 +6,7 @@ decision and not a malformed request's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,23 @@ STATIC_ENDPOINTS = {
     "panel.static": "/panel-static/panel/poll.js",
 }
 LOGOUT_ENDPOINTS = {"auth.logout", "api.logout"}
+# The plan switches: the plan they take (by id, in the path), in the state they act on.
+PLAN_IN_PATH = {
+    "api.pause_plan": "active",
+    "api.resume_plan": "paused",
+    "api.run_plan_now": "scheduled",
+    "plans.pause_view": "active",
+    "plans.resume_view": "paused",
+    "plans.run_now_view": "scheduled",
+}
+# The freeze's switches, and whether purchases must be frozen for each to act.
+FROZEN_BEFORE = {
+    "api.freeze_purchases": False,
+    "freeze.freeze_view": False,
+    "api.lift_freeze": True,
+    "freeze.lift_view": True,
+    **{endpoint: False for endpoint in PLAN_IN_PATH},
+}
 
 
 @dataclass
@@ -69,7 +87,7 @@ def id_kinds_of(endpoint: str) -> tuple[str, ...]:
         or endpoint in BATCH_IN_PATH
     ):
         return ("own", "other", "none", "unknown", "malformed")
-    if view in MANAGEMENT_VIEWS and name in MANAGEMENT_ID_ENDPOINTS:
+    if (view in MANAGEMENT_VIEWS and name in MANAGEMENT_ID_ENDPOINTS) or endpoint in PLAN_IN_PATH:
         return ("existing", "unknown", "malformed")
     return ("-",)
 
@@ -85,8 +103,15 @@ def build(
     view, _, name = endpoint.partition(".")
     target = None
 
+    if endpoint in FROZEN_BEFORE:
+        world.set_frozen(FROZEN_BEFORE[endpoint])
+    if endpoint == "freeze.freeze_view":
+        form["reason"] = "the security suite"
+
     if endpoint in STATIC_ENDPOINTS:
         url = STATIC_ENDPOINTS[endpoint]
+    elif endpoint in PLAN_IN_PATH:
+        url = re.sub(r"<[^<>]+>", world.plan_id(PLAN_IN_PATH[endpoint], kind), rule)
     elif endpoint in LINK_ENDPOINTS:
         action = "approve"
         target, link_token = world.link(action, kind)
@@ -102,7 +127,9 @@ def build(
         target = world.execution_id(role, kind, Status.FAILED)
         form[EXECUTION_IN_FORM[endpoint]] = target
         if endpoint == "purchases.action_view":
+            # The confirmation page's Confirm (without it the action only previews).
             form["action"] = "retry"
+            form["confirmed"] = "yes"
         url = rule
     elif endpoint in REQUEST_IN_PATH:
         url = rule.split("<")[0] + world.retry_request_id(role, kind)
@@ -132,6 +159,8 @@ def build(
 def _api_body(world: World, endpoint: str, role: str) -> dict[str, Any]:
     if endpoint == "api.login":
         return {"email": "nobody@example.com", "password": "not the password"}
+    if endpoint == "api.freeze_purchases":
+        return {"reason": "the security suite"}
     if endpoint == "api.bulk_retry_executions":
         return {"execution_ids": [world.execution_id(role, "own", Status.FAILED)]}
     return {}

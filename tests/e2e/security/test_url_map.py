@@ -112,8 +112,23 @@ EXPECTED: dict[tuple[str, str], dict] = {
     ("api.cancel_execution", "POST"): deciding("200 done", "403", "404", "400", "401"),
     ("api.retry_execution", "POST"): deciding("202 done", "403", "404", "400", "401"),
     ("api.bulk_retry_executions", "POST"): roles("401", "403", *["202 done"] * 3),
+    # The suite sends an empty body: refused by its schema before any rule runs.
+    ("api.create_purchase", "POST"): signed_in("400", anonymous="401"),
     ("api.retry_request_state", "GET"): requester_or_admin("200", "401"),
     ("api.retry_batch_state", "GET"): requester_or_admin("200", "401"),
+    # The freeze: read by every viewer, switched by admins. The plans: read by every
+    # viewer, switched by admins and purchasers (approve-any); a malformed id is a 400
+    # before anything else.
+    ("api.purchase_freeze", "GET"): signed_in("200", anonymous="401"),
+    ("api.freeze_purchases", "POST"): admin_only("201 done", anonymous="401"),
+    ("api.lift_freeze", "POST"): admin_only("200 done", anonymous="401"),
+    ("api.plans", "GET"): signed_in("200", anonymous="401"),
+    **{
+        (f"api.{name}", "POST"): roles(
+            "401", *[rows("403", "403", "400")] * 2, *[rows("200 done")] * 2
+        )
+        for name in ("pause_plan", "resume_plan", "run_plan_now")
+    },
     # The approval email's pages: the token is the authority, whoever is signed in.
     ("links.confirm", "GET"): roles(*[links("200")] * 5),
     ("links.act", "POST"): roles(*[links("200 done")] * 5),
@@ -135,8 +150,9 @@ EXPECTED: dict[tuple[str, str], dict] = {
     ),
     # Without a filter there is nothing to match: refused, nothing written.
     ("purchases.retry_matching_view", "POST"): roles(LOGIN, "400|403", "400", "400", "400"),
-    ("purchases.create_view", "GET"): signed_in(OFF),
-    ("purchases.create_view", "POST"): signed_in(OFF),
+    # Switched off, and its address is the New purchase page's, which answers there.
+    ("purchases.create_view", "GET"): admin_only("200"),
+    ("purchases.create_view", "POST"): admin_only("400"),
     ("purchases.edit_view", "GET"): signed_in(OFF),
     ("purchases.edit_view", "POST"): signed_in(OFF),
     ("purchases.delete_view", "POST"): signed_in(OFF),
@@ -144,6 +160,10 @@ EXPECTED: dict[tuple[str, str], dict] = {
     ("purchases.ajax_lookup", "GET"): signed_in("404"),
     ("purchases.ajax_update", "POST"): signed_in("404"),
     ("retry_batches.index", "GET"): signed_in(OFF),
+    # New purchase: those who may create (of the roles, admins only); an empty form is a
+    # 400 on the page, nothing written.
+    ("purchase_new.index", "GET"): admin_only("200"),
+    ("purchase_new.submit", "POST"): admin_only("400"),
     ("retry_batches.details", "GET"): requester_or_admin("200", LOGIN),
     # Management: admins only; the audit log read-only; suppressions for every viewer.
     **management("users"),
@@ -151,8 +171,25 @@ EXPECTED: dict[tuple[str, str], dict] = {
     **management("accounts", delete="302 done"),
     ("accounts.set_mode_view", "POST"): admin_only(rows("302")),
     ("accounts.test_connection_view", "POST"): admin_only(rows("302")),
+    # Spend limits: admins only. The suite names no group, so the form and Clear are 400.
+    ("limits.index", "GET"): admin_only("200"),
+    ("limits.edit", "GET"): admin_only("400"),
+    ("limits.edit", "POST"): admin_only("400"),
+    ("limits.clear", "POST"): admin_only("400"),
     **management("audit", read_only=True),
     ("suppressions.index_view", "GET"): signed_in("200"),
+    # The freeze page: admins only. The plans page: every viewer; its switches refuse
+    # (a flash) all but admins and purchasers.
+    ("freeze.index", "GET"): admin_only("200"),
+    ("freeze.freeze_view", "POST"): admin_only("302 done"),
+    ("freeze.lift_view", "POST"): admin_only("302 done"),
+    ("plans.index", "GET"): signed_in("200"),
+    **{
+        (f"plans.{name}", "POST"): roles(
+            LOGIN, *[rows("302", "302", "302")] * 2, *[rows("302 done", "302", "302")] * 2
+        )
+        for name in ("pause_view", "resume_view", "run_now_view")
+    },
     ("suppressions.details_view", "GET"): signed_in(rows(OFF, OFF, OFF)),
     ("suppressions.export", "GET"): signed_in(OFF),
     **{

@@ -15,18 +15,19 @@ import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from app.db import Base, utcnow
 from app.domain.statuses import Status
-from app.models import AuditEvent, Group, RetryBatch, User
+from app.models import AuditEvent, Group, PurchaseFreeze, PurchasePlan, RetryBatch, User
 from app.services.link_tokens import issue_links
 from tests.e2e.helpers import csrf_from, queue_single_retry, sign_in
 from tests.factories import make_account, make_execution, make_suppression, make_user
@@ -167,6 +168,35 @@ class World:
         self.session.flush()
         token = token_of(getattr(issued.links, action))
         return str(execution.execution_id), (None if kind == "none" else token)
+
+    def plan_id(self, state: str, kind: str) -> str:
+        """A plan a switch acts on (`active`, `paused`, or `scheduled`: active, with an
+        approved row scheduled an hour from now), or an unknown or malformed id."""
+        if kind == "malformed":
+            return MALFORMED
+        if kind == "unknown":
+            return str(uuid.uuid4())
+        plan = PurchasePlan(name=f"plan {uuid.uuid4().hex[:8]}", enabled=state != "paused")
+        self.session.add(plan)
+        self.session.flush()
+        if state == "scheduled":
+            make_execution(
+                self.session,
+                Status.APPROVED,
+                created_by=self.bob,
+                plan_id=plan.id,
+                scheduled_for=utcnow() + timedelta(hours=1),
+            )
+        return str(plan.id)
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Switch the global freeze on or off directly, without the rules."""
+        self.session.execute(
+            update(PurchaseFreeze).where(PurchaseFreeze.active.is_(True)).values(active=None)
+        )
+        if frozen:
+            self.session.add(PurchaseFreeze(reason="the security suite", frozen_by="suite"))
+        self.session.flush()
 
     def status_of(self, execution_id: str) -> str | None:
         try:
