@@ -1,11 +1,12 @@
 """`flask demo seed`: a small world with an execution in every state.
 
 Includes failed rows with and without ops hints, at and under the retry threshold,
-and an already-retried chain, so every branch of the panel has something to show. The
-pending rows come with working approve and cancel links (printed by the command: the
-demo sends no email), finished rows with their per-item outcomes and the purchases in
-the ledger, and one failed row whose worker died after buying its first item: a retry
-of it buys only the second.
+an already-retried chain, a pending purchase of the simulator's imported
+recommendations, and a plan's next steps approved and scheduled, so every branch of
+the panel has something to show. The pending rows come with working approve and
+cancel links (printed by the command: the demo sends no email), finished rows with
+their per-item outcomes and the purchases in the ledger, and one failed row whose
+worker died after buying its first item: a retry of it buys only the second.
 
 Its users share one published password, admin included, and its links are live
 tokens, so the demo is seeded only where it harms nobody: `start_plan` decides, for
@@ -27,6 +28,8 @@ from app.config import Settings
 from app.domain import purchasing
 from app.domain.errors import DomainError
 from app.domain.providers import PurchaseMode
+from app.domain.retry import fresh_recommendations
+from app.domain.spending import totals_of
 from app.domain.statuses import IN_FLIGHT, Status
 from app.models import (
     CloudAccount,
@@ -35,6 +38,8 @@ from app.models import (
     PurchasePlan,
     User,
 )
+from app.providers.simulator import SimulatedProvider
+from app.services.accounts import target_of
 from app.services.approvers import approval_recipient
 from app.services.identity import create_user, find_user_by_email, principal_for
 from app.services.link_tokens import issue_links
@@ -242,6 +247,7 @@ def seed(session: Session, *, now: datetime, settings: Settings) -> SeedResult |
         error="ServiceUnavailable: try again",
     )
     third = _execution(aws, alice, Status.PENDING, now, hours_ago=10, plan=plan, attempt=2)
+    rows += [_imported(aws, purchaser, now), *_scheduled_steps(aws, plan, purchaser, now)]
     session.add_all([*rows, first, second, third])
     session.flush()
     first.retry_execution_id, second.retry_execution_id = second.execution_id, third.execution_id
@@ -254,6 +260,42 @@ def seed(session: Session, *, now: datetime, settings: Settings) -> SeedResult |
         executions=len(rows) + 3,
         links=[link for row in pending for link in _links(session, row, settings, now=now)],
     )
+
+
+def _imported(account: CloudAccount, creator: User, now: datetime) -> PurchaseExecution:
+    """A pending purchase made of the simulator's recommendations for the account, as
+    `flask recommendations import` fetches them."""
+    items = fresh_recommendations(
+        SimulatedProvider(account.provider).recommendations(target_of(account))
+    )
+    totals = totals_of(items)
+    return PurchaseExecution(
+        cloud_account_id=account.id,
+        status=Status.PENDING.value,
+        recommendations=items,
+        total_upfront_cost=totals.upfront,
+        estimated_savings=totals.yearly_savings,
+        created_by_user_id=creator.id,
+        notification_sent_at=now - timedelta(minutes=29),
+        created_at=now - timedelta(minutes=30),
+        updated_at=now - timedelta(minutes=30),
+    )
+
+
+def _scheduled_steps(
+    account: CloudAccount, plan: PurchasePlan, approver: User, now: datetime
+) -> list[PurchaseExecution]:
+    """The plan's next two steps, approved and waiting for their time (beat starts each
+    when it comes; Plans → Run now brings the next one forward)."""
+    steps = []
+    for step, days in ((2, 3), (3, 33)):
+        row = _execution(account, approver, Status.APPROVED, now, hours_ago=1, plan=plan)
+        row.step_number = step
+        row.scheduled_for = now + timedelta(days=days)
+        row.approved_by, row.approved_by_user_id = approver.email, approver.id
+        row.approved_at = now - timedelta(minutes=50)
+        steps.append(row)
+    return steps
 
 
 def _record_purchases(session: Session, rows: list[PurchaseExecution]) -> None:

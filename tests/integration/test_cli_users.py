@@ -106,6 +106,17 @@ def test_demo_seed_covers_every_state_once(cli, db_session):
     assert any(row.created_by_user_id is None for row in failed)
     assert db_session.scalar(select(func.count()).select_from(CloudAccount)) == 3
     assert db_session.scalar(select(func.count()).select_from(PurchasePlan)) == 1
+    imported = [
+        row
+        for row in db_session.scalars(select(PurchaseExecution))
+        if any(item.get("source") == "simulator" for item in row.recommendations)
+    ]
+    assert [row.status for row in imported] == ["pending"]
+    scheduled = db_session.scalars(
+        select(PurchaseExecution).where(PurchaseExecution.scheduled_for.is_not(None))
+    ).all()
+    assert sorted(row.step_number for row in scheduled) == [2, 3]
+    assert {row.status for row in scheduled} == {"approved"}
 
     before = db_session.scalar(select(func.count()).select_from(PurchaseExecution))
     again = cli.invoke(args=["demo", "seed"])
