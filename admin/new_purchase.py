@@ -42,7 +42,8 @@ from app.services.recommendations_import import import_recommendations
 from app.services.spending import limits_of
 
 # The most an uploaded items file may hold.
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+# The request door refuses any body over 1 MiB (413) before this page reads it.
+MAX_UPLOAD_BYTES = 1024 * 1024
 # The most the items box may hold (the same as a file).
 MAX_ITEMS_CHARS = MAX_UPLOAD_BYTES
 # The form's fields, kept as typed when the page is shown again.
@@ -68,7 +69,7 @@ class PurchaseForm:
         if upload is not None and upload.filename:
             raw = upload.stream.read(MAX_UPLOAD_BYTES + 1)
             if len(raw) > MAX_UPLOAD_BYTES:
-                raise DomainError(400, "the items file is larger than 2 MB", field="items_file")
+                raise DomainError(400, "the items file is larger than 1 MB", field="items_file")
             try:
                 self.values["items_text"] = raw.decode("utf-8-sig")
             except UnicodeDecodeError:

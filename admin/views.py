@@ -119,6 +119,7 @@ class PurchaseHistoryView(
         "estimated_savings",
         "retry_attempt_n",
         "retry_execution_id",
+        "scheduled_for",
         "approved_by",
         "cancelled_by",
         "notification_sent_at",

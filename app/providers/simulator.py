@@ -4,7 +4,7 @@ Its purchase id is derived from the idempotency key, so it is idempotent as a re
 provider's client token makes a purchase idempotent: asked twice under one key, it
 answers the same purchase. That is also why `find` can say "not bought" for every key
 without risk: buying again under the key answers the first purchase. Its quote is the
-item's own `upfront_cost`, in USD.
+item's own `upfront_cost` and `monthly_cost` (0 when left out) over its term, in USD.
 
 Its `recommendations` are a fixed set per provider (a few services, the fields a real
 cloud would need to buy them), with the account's external id as `account_id`: the same
@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.domain.spending import MONTHS_PER_YEAR, term_years
 from app.providers import (
     AccountTarget,
     ConnectionReport,
@@ -48,14 +49,16 @@ class SimulatedProvider:
 
     def quote(self, item: Mapping[str, Any], account: AccountTarget | None = None) -> Quote:
         upfront = _money(item.get("upfront_cost"))
+        monthly = _money(item.get("monthly_cost"))
+        months = MONTHS_PER_YEAR * term_years(item)
         described = "/".join(str(item.get(field) or "-") for field in _OFFERING_FIELDS)
         digest = hashlib.sha256(f"{self.name}:{described}".encode()).hexdigest()[:12]
         return Quote(
             offering_id=f"sim-offering-{digest}",
             currency="USD",
             upfront=upfront,
-            recurring_monthly=Decimal("0.00"),
-            term_total=upfront,
+            recurring_monthly=monthly,
+            term_total=upfront + monthly * months,
             description=f"simulated {described}",
         )
 

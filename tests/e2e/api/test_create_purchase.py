@@ -140,7 +140,8 @@ def test_preview_writes_nothing_and_its_totals_are_the_created_rows(
         "term_savings": "1800.00",
     }
     first, second = preview.json["items"]
-    assert first["quote"]["term_total"] == "1000.00" and first["quote_error"] is None
+    assert first["quote"]["term_total"] == "1360.00" and first["quote_error"] is None
+    assert first["quote"]["recurring_monthly"] == "10.00"
     assert first["commitment"] == "1360.00"
     assert second["selected"] is False and second["quote"] is None
     created = post(client, token, body)
