@@ -297,16 +297,21 @@ def suppression_counts(recommendations: Iterable[Mapping[str, Any]]) -> dict[Sup
         count = _whole_number(item.get("count"))
         if count <= 0:
             continue
-        scope = SuppressionScope(
-            account_id=str(item.get("account_id") or ""),
-            provider=normalize_provider(item.get("provider")),
-            service=str(item.get("service") or ""),
-            region=str(item.get("region") or ""),
-            resource_type=str(item.get("resource_type") or ""),
-            engine=str(item.get("engine") or ""),
-        )
+        scope = scope_of(item)
         counts[scope] = counts.get(scope, 0) + count
     return counts
+
+
+def scope_of(item: Mapping[str, Any]) -> SuppressionScope:
+    """What a suppression of `item` covers (and what one must cover to hide it)."""
+    return SuppressionScope(
+        account_id=str(item.get("account_id") or ""),
+        provider=normalize_provider(item.get("provider")),
+        service=str(item.get("service") or ""),
+        region=str(item.get("region") or ""),
+        resource_type=str(item.get("resource_type") or ""),
+        engine=str(item.get("engine") or ""),
+    )
 
 
 def _whole_number(value: Any) -> int:

@@ -41,7 +41,7 @@ from app.domain.inputs import parse_uuid, text_problem
 from app.domain.items import MAX_CREATE_ITEMS, creation_problem
 from app.domain.purchasing import is_selected, item_provider
 from app.domain.rbac import Principal, create_refusal
-from app.domain.retry import fresh_recommendations
+from app.domain.retry import fresh_recommendations, scope_of
 from app.domain.spending import Spend, item_commitment, names_account, totals_of
 from app.models import CloudAccount, PurchaseExecution, PurchasePlan
 from app.providers import ProviderError, current_registry
@@ -49,7 +49,7 @@ from app.services import audit, notifications, spending, transitions
 from app.services.accounts import target_of
 from app.services.approvals import current_policy as approvals_policy
 from app.services.approvers import Approvers
-from app.services.recommendations_import import active_suppressions, scope_of
+from app.services.recommendations_import import active_suppressions
 from app.services.successors import insert_suppressions
 
 MAX_STEP = 10_000

@@ -33,3 +33,8 @@ def compose(
     message.attach(MIMEText(text, "plain", "utf-8"))
     message.attach(MIMEText(html, "html", "utf-8"))
     return message
+
+
+def details_url(settings: Settings, execution_id: object) -> str:
+    """The panel's details page of an execution, as an email links to it."""
+    return f"{settings.app_base_url}/admin/purchases/details/?id={execution_id}"

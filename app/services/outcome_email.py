@@ -17,7 +17,7 @@ from app.domain.purchasing import is_selected, item_outcome, quote_text
 from app.domain.recommendations import items_of
 from app.domain.statuses import Status
 from app.models import CloudAccount, PurchaseExecution
-from app.services.email_message import compose
+from app.services.email_message import compose, details_url
 from app.services.purchase_summary import Line, line_of, summarize
 
 HEADLINES = {
@@ -83,8 +83,7 @@ def render(
         "items": items,
         "upfront": summary.upfront,
         "savings": summary.savings,
-        "details_url": f"{settings.app_base_url}/admin/purchases/details/"
-        f"?id={execution.execution_id}",
+        "details_url": details_url(settings, execution.execution_id),
     }
     return compose(
         subject,

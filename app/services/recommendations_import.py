@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,7 +38,7 @@ from app.db import unit_of_work, utcnow
 from app.domain.errors import DomainError
 from app.domain.providers import PurchaseMode, normalize_provider
 from app.domain.rbac import Principal
-from app.domain.retry import SuppressionScope
+from app.domain.retry import SuppressionScope, scope_of
 from app.domain.spending import Totals, money_text, totals_of
 from app.models import CloudAccount, PurchaseSuppression
 from app.providers import ProviderError, ProviderRegistry
@@ -191,18 +191,6 @@ def _mark_suppressed(
         )
         marked.append({**item, "selected": False, "suppressed": reason})
     return marked
-
-
-def scope_of(item: Mapping[str, Any]) -> SuppressionScope:
-    """What a suppression of `item` would cover (as a retry writes one)."""
-    return SuppressionScope(
-        account_id=str(item.get("account_id") or ""),
-        provider=normalize_provider(item.get("provider")),
-        service=str(item.get("service") or ""),
-        region=str(item.get("region") or ""),
-        resource_type=str(item.get("resource_type") or ""),
-        engine=str(item.get("engine") or ""),
-    )
 
 
 def active_suppressions(

@@ -18,7 +18,7 @@ from app.domain.recommendations import items_of
 from app.domain.spending import totals_of
 from app.domain.statuses import Status
 from app.models import CloudAccount, PurchaseExecution
-from app.services.email_message import compose
+from app.services.email_message import compose, details_url
 from app.services.purchase_summary import line_of, money
 
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
@@ -77,8 +77,7 @@ def render(
         "monthly": money(totals.monthly),
         "term_total": money(totals.term_total),
         "yearly_savings": money(totals.yearly_savings),
-        "details_url": f"{settings.app_base_url}/admin/purchases/details/"
-        f"?id={execution.execution_id}",
+        "details_url": details_url(settings, execution.execution_id),
     }
     return compose(
         subject,
