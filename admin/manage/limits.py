@@ -3,7 +3,7 @@
 A group's limit caps what its members may commit to (`app.domain.spending`): the
 accounts (shown by name), providers and services they may buy, the most one purchase
 may commit to and the most the group may have approved in one UTC day. Every write is
-`app.services.spending`'s (`set_limit`, `clear_limit`: the functions `flask groups
+`app.services.spend_limits`'s (`set_limit`, `clear_limit`: the functions `flask groups
 limit` calls), run through `management.write`: the same validation and the same audit
 events (`spend_limit.changed`, `spend_limit.cleared`, a refusal as
 `spend_limit.change_refused` / `spend_limit.clear_refused`). A refusal is flashed and
@@ -36,7 +36,7 @@ from app.domain.errors import DomainError
 from app.domain.providers import PROVIDERS
 from app.domain.rbac import Principal
 from app.models import CloudAccount, Group
-from app.services import management, spending
+from app.services import management, spend_limits
 from app.services.identity import principal_for
 
 # The longest group id a URL may carry (an INTEGER's largest has 10 digits).
@@ -50,7 +50,7 @@ class _CheckboxList(SelectMultipleField):
 
 class SpendLimitForm(FlaskForm):
     """A group's limit. A list left empty allows everything of its kind; an amount left
-    empty has no cap. The rules are `spending.limit_fields`'s, applied on save."""
+    empty has no cap. The rules are `spend_limits.limit_fields`'s, applied on save."""
 
     accounts = _CheckboxList(
         "Allowed accounts",
@@ -83,7 +83,7 @@ class SpendLimitForm(FlaskForm):
     )
 
     def fields_for_service(self) -> dict[str, Any]:
-        """What `spending.set_limit` takes: every field, so the form states the whole
+        """What `spend_limits.set_limit` takes: every field, so the form states the whole
         limit."""
         services = (self.services.data or "").replace(",", "\n").splitlines()
         return {
@@ -109,7 +109,9 @@ class SpendLimitsView(AdminRequiredMixin, BaseView):
 
     @expose("/")
     def index(self) -> str:
-        return self.render("panel/limits_list.html", limits=spending.limits_by_group(db.session()))
+        return self.render(
+            "panel/limits_list.html", limits=spend_limits.limits_by_group(db.session())
+        )
 
     @expose("/edit/", methods=("GET", "POST"))
     def edit(self) -> Response | str:
@@ -123,7 +125,7 @@ class SpendLimitsView(AdminRequiredMixin, BaseView):
                 fields = form.fields_for_service()
                 changed = self._write(
                     "change",
-                    lambda session, actor: spending.set_limit(session, actor, group_id, fields),
+                    lambda session, actor: spend_limits.set_limit(session, actor, group_id, fields),
                     group_id=group_id,
                 )
                 if changed is not None:
@@ -139,7 +141,7 @@ class SpendLimitsView(AdminRequiredMixin, BaseView):
         group_id = self._group(request.form.get("group", "")).id
         cleared = self._write(
             "clear",
-            lambda session, actor: spending.clear_limit(session, actor, group_id).name,
+            lambda session, actor: spend_limits.clear_limit(session, actor, group_id).name,
             group_id=group_id,
         )
         if cleared is not None:
@@ -151,7 +153,7 @@ class SpendLimitsView(AdminRequiredMixin, BaseView):
         text = raw.strip()
         if not (text.isdigit() and len(text) <= _MAX_ID_DIGITS):
             raise DomainError(400, f"malformed group id: {text[:64]!r} is not a whole number")
-        return spending.find_group(db.session(), int(text))
+        return spend_limits.find_group(db.session(), int(text))
 
     def _write(self, verb: str, change: Any, **details: Any) -> Any:
         """`change(session, actor)` through `management.write` (one unit of work, a
@@ -168,7 +170,7 @@ class SpendLimitsView(AdminRequiredMixin, BaseView):
 def _fill(form: SpendLimitForm, group: Group) -> None:
     """The form as the group's limit is now (empty fields for a group without one)."""
     found = next(
-        entry for entry in spending.limits_by_group(db.session()) if entry.group_id == group.id
+        entry for entry in spend_limits.limits_by_group(db.session()) if entry.group_id == group.id
     )
     limit = found.limit or {}
     form.accounts.data = list(limit.get("allowed_account_ids") or [])

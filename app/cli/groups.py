@@ -1,5 +1,5 @@
 """`flask groups create|limit|limits`: `app.services.management`'s and
-`app.services.spending`'s writes, audited with the CLI as the actor (`cli`), a refusal
+`app.services.spend_limits`'s writes, audited with the CLI as the actor (`cli`), a refusal
 too.
 
 Like the other group commands, `limit` runs as the shell operator (whoever runs commands
@@ -19,9 +19,9 @@ from app.db import fresh_read
 from app.domain.inputs import clean_text
 from app.domain.rbac import Principal
 from app.domain.spending import money_text
-from app.services import management, spending
+from app.services import management, spend_limits
 from app.services.management import CLI_ACTOR
-from app.services.spending import GroupLimit
+from app.services.spend_limits import GroupLimit
 
 groups_cli = AppGroup("groups", help="Manage groups and their permissions.")
 
@@ -134,14 +134,14 @@ def limit_command(
     if clear:
 
         def remove(session: Session, actor: Principal) -> int:
-            return spending.clear_limit(session, actor, name).id
+            return spend_limits.clear_limit(session, actor, name).id
 
         management.write("spend_limit", "clear", CLI_ACTOR, remove, group=name.strip()[:100])
         click.echo(f"cleared the spend limit of group {name.strip()}: its members are not limited")
         return
 
     def change(session: Session, actor: Principal) -> int:
-        return spending.set_limit(session, actor, name, fields).group_id
+        return spend_limits.set_limit(session, actor, name, fields).group_id
 
     group_id = management.write(
         "spend_limit", "change", CLI_ACTOR, change, group=name.strip()[:100]
@@ -153,7 +153,7 @@ def limit_command(
 def limits_command() -> None:
     """Every group and its spend limit (accounts by name)."""
     with fresh_read() as session:
-        found = spending.limits_by_group(session)
+        found = spend_limits.limits_by_group(session)
     if not found:
         click.echo("no groups")
     for entry in found:
@@ -163,7 +163,7 @@ def limits_command() -> None:
 def _limit_of(group_id: int) -> GroupLimit:
     with fresh_read() as session:
         return next(
-            entry for entry in spending.limits_by_group(session) if entry.group_id == group_id
+            entry for entry in spend_limits.limits_by_group(session) if entry.group_id == group_id
         )
 
 

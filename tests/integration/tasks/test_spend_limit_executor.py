@@ -18,7 +18,7 @@ from app.db import fresh_read, unit_of_work
 from app.domain.rbac import Action
 from app.domain.statuses import Status
 from app.models import AuditEvent, ProviderPurchase, User
-from app.services import approvals, spending
+from app.services import approvals, spend_limits
 from app.services.identity import create_group, principal_for
 from app.services.management import CLI_ACTOR
 from tests.factories import make_account, make_execution, make_user, recommendation
@@ -61,7 +61,7 @@ def approved_within_the_limit(group: str) -> Any:
     purchase of 1,200.00 on an AWS account; the row's id."""
     with unit_of_work() as session:
         create_group(session, group, ["approve-any:purchases"])
-        spending.set_limit(
+        spend_limits.set_limit(
             session, CLI_ACTOR, group, {"max_per_purchase": "5000", "max_per_day": "5000"}
         )
         member = make_user(session, f"member-of-{group.lower()}@example.com", groups=(group,))
@@ -110,7 +110,7 @@ def test_every_limit_changed_after_the_approval_stops_the_purchase(worker_proces
     other = other_account()
     with unit_of_work() as session:
         for rule, (fields, _) in LOWERED.items():
-            spending.set_limit(session, CLI_ACTOR, rule.replace("_", "-"), fields(other))
+            spend_limits.set_limit(session, CLI_ACTOR, rule.replace("_", "-"), fields(other))
 
     worker_processes("executor")
 
@@ -148,7 +148,7 @@ def test_a_limit_of_the_creators_group_binds_too(worker_processes, mailbox):
         creator = session.scalar(select(User).where(User.email == "creator-for-capped@example.com"))
         assert creator is not None
         creator.groups = [*creator.groups, creators]
-        spending.set_limit(session, CLI_ACTOR, "Creators", {"max_per_purchase": "100.00"})
+        spend_limits.set_limit(session, CLI_ACTOR, "Creators", {"max_per_purchase": "100.00"})
 
     worker_processes("executor")
     done = finished(row_id)
