@@ -49,6 +49,7 @@ task_default_queue = "purchases"
 task_routes = {
     "purchases.*": {"queue": "purchases"},
     "notifications.*": {"queue": "notifications"},
+    "channels.*": {"queue": "notifications"},
     "maintenance.*": {"queue": "maintenance"},
 }
 
@@ -86,5 +87,10 @@ beat_schedule = {
     "send-schedule-reminders": {
         "task": task_names.SEND_SCHEDULE_REMINDERS,
         "schedule": crontab(minute="*"),
+    },
+    # Money stuck in failed rows over CHANNEL_FAILED_MONEY_THRESHOLD: one digest a day.
+    "check-failed-money": {
+        "task": task_names.CHECK_FAILED_MONEY,
+        "schedule": crontab(minute="*/5"),
     },
 }

@@ -13,11 +13,15 @@ from flask import Blueprint, Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
-from admin import controls, manage
+from admin import controls, formatting, manage
 from admin.bulk import RetryBatchView
+from admin.causes import FailureCausesView
+from admin.home import HomeView
+from admin.manage.channels import ChannelsView
 from admin.manage.limits import SpendLimitsView
 from admin.new_purchase import NewPurchaseView
-from admin.views import HomeView, PurchaseHistoryView
+from admin.settings import SettingsView
+from admin.views import PurchaseHistoryView
 from app.db import db
 from app.models import PurchaseExecution
 from app.security_headers import csp_nonce
@@ -25,6 +29,7 @@ from app.security_headers import csp_nonce
 
 def init_admin(app: Flask) -> Admin:
     """Mount the panel on `app`, with this package's templates on the search path."""
+    formatting.register(app)
     app.register_blueprint(
         Blueprint(
             "panel",
@@ -58,9 +63,16 @@ def init_admin(app: Flask) -> Admin:
         )
         manage.add_views(panel, db.session)
     panel.add_view(RetryBatchView(name="Retry batch", endpoint="retry_batches"))
+    panel.add_view(FailureCausesView(name="Failures by cause", endpoint="causes"))
     controls.add_views(panel, manage.ADMINISTRATION)
     app.context_processor(controls.freeze_banner)
     panel.add_view(
         SpendLimitsView(name="Spend Limits", endpoint="limits", category=manage.ADMINISTRATION)
     )
+    panel.add_view(
+        ChannelsView(
+            name="Notification channels", endpoint="channels", category=manage.ADMINISTRATION
+        )
+    )
+    panel.add_view(SettingsView(name="Your settings", endpoint="settings", url="/admin/settings"))
     return panel

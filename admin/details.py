@@ -10,7 +10,6 @@ instance serves every request thread).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
@@ -51,13 +50,5 @@ class ExecutionDetailsMixin:
                 details_url=self.get_url(  # type: ignore[attr-defined]
                     ".details_view", id=execution.execution_id
                 ),
-                utc_time=utc_time,
             )
         return super().details_view()  # type: ignore[misc]
-
-
-def utc_time(value: datetime | None) -> str:
-    """A moment as the list shows it (UTC), or an em dash for none."""
-    if value is None:
-        return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -12,11 +12,13 @@ from contextlib import suppress
 from typing import Any
 
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
+from flask_admin.model.base import filter_char_re, filter_compact_re
 from flask_login import current_user
 from sqlalchemy import exists, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, scoped_session
 
 from app.domain.errors import DomainError
+from app.domain.providers import PROVIDERS
 from app.domain.rbac import PURCHASES, Principal
 from app.domain.statuses import Status
 from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
@@ -102,7 +104,7 @@ def _creator_choices(session: AnySession) -> Options:
 
 
 def history_filters(session: AnySession) -> list[HistoryFilterField]:
-    """The list's filters: status, account, plan, creator and a date range."""
+    """The list's filters: status, account, provider, plan, creator and a date range."""
     execution = PurchaseExecution
     # A date, or a date and time; UTC unless it names a zone (HistoryFilter.parse).
     when = "datetimepicker"
@@ -116,6 +118,13 @@ def history_filters(session: AnySession) -> list[HistoryFilterField]:
             "Account",
             "equals",
             choices=_choices(session, CloudAccount.id, CloudAccount.name),
+        ),
+        HistoryFilterField(
+            execution.cloud_account_id,
+            "provider",
+            "Provider",
+            "equals",
+            [(provider, provider) for provider in PROVIDERS],
         ),
         HistoryFilterField(
             execution.plan_id,
@@ -135,6 +144,8 @@ def history_filters(session: AnySession) -> list[HistoryFilterField]:
             execution.created_at, "created_after", "Created", "on or after", None, when
         ),
         HistoryFilterField(execution.created_at, "created_before", "Created", "before", None, when),
+        # A failure's cause as "Failures by cause" names it (its signature), typed or linked.
+        HistoryFilterField(execution.failure_signature, "cause", "Cause", "equals"),
     ]
 
 
@@ -172,3 +183,21 @@ def with_choices(
                 item = {**item, "options": field.choices()}
             fresh[label].append(item)
     return fresh
+
+
+def list_args(filters: HistoryFilter, fields: Sequence[Any]) -> dict[str, str]:
+    """The list's query-string arguments that open it narrowed by `filters`
+    (`flt0_status_equals=failed&flt1_account_equals=…`), for links from other pages to
+    the rows behind a number. `fields` are the list view's filters (`column_filters`);
+    each argument is named by Flask-Admin's own rule for named filter URLs. A field with
+    no list filter is a ValueError: a link that silently dropped it would show more rows
+    than the number it stands for."""
+    wanted = filters.as_args()
+    args: dict[str, str] = {}
+    for field in fields:
+        if isinstance(field, HistoryFilterField) and field.field in wanted:
+            name = filter_char_re.sub("", f"{field.name} {field.operation()}".lower())
+            args[f"flt{len(args)}_{filter_compact_re.sub('_', name)}"] = wanted.pop(field.field)
+    if wanted:
+        raise ValueError(f"the history list has no filter for {', '.join(sorted(wanted))}")
+    return args

@@ -72,11 +72,12 @@ def create_app(
     app.register_error_handler(HTTPException, http.http_error)
 
     from admin import init_admin
-    from app import api, auth, cli, links
+    from app import api, auth, cli, links, observability
 
     auth.init_app(app)
     api.init_app(app)
     links.init_app(app)
+    observability.init_app(app)  # /healthz, /readyz, /metrics
     init_admin(app)
     cli.init_app(app)
     celery_init_app(app, settings)

@@ -61,6 +61,9 @@ class Settings:
     schedule_check_seconds: int = 30
     # Hours before a scheduled execution starts that its approvers are reminded; 0: never.
     schedule_reminder_hours: int = 24
+    # Money (upfront, USD) stuck in failed rows above which channels get a failure
+    # digest, once a day per threshold (CHANNEL_FAILED_MONEY_THRESHOLD); 0: never.
+    channel_failed_money_threshold: float = 0.0
     # Extra ops hints, "substring=hint" pairs separated by ";" in OPS_HINTS_EXTRA.
     ops_hints_extra: tuple[tuple[str, str], ...] = field(default=())
     # Providers whose purchases cannot be re-driven idempotently (REDRIVE_UNSAFE_PROVIDERS).
@@ -83,6 +86,9 @@ class Settings:
     # FLOWER_BASIC_AUTH, "user:password" (several separated by ","); None: Flower's
     # credentials are generated into the instance folder.
     flower_basic_auth: str | None = None
+    # METRICS_TOKEN: the bearer token `GET /metrics` asks for (`Authorization: Bearer …`);
+    # None: /metrics answers only this machine (loopback, not proxied), never in production.
+    metrics_token: str | None = None
     # Where the embedded database, the generated secret key and Flower's generated
     # credentials live (owner only). Not read from the environment: tests set it.
     instance_dir: Path = INSTANCE_DIR
@@ -120,6 +126,9 @@ class Settings:
             schedule_reminder_hours=reader.integer(
                 "SCHEDULE_REMINDER_HOURS", 24, minimum=0, maximum=24 * 31
             ),
+            channel_failed_money_threshold=reader.number(
+                "CHANNEL_FAILED_MONEY_THRESHOLD", 0.0, minimum=0.0
+            ),
             ops_hints_extra=parse_ops_hints(env.get("OPS_HINTS_EXTRA", "")),
             redrive_unsafe_providers=parse_providers(
                 env.get("REDRIVE_UNSAFE_PROVIDERS", ""), "REDRIVE_UNSAFE_PROVIDERS"
@@ -135,6 +144,7 @@ class Settings:
             trusted_proxies=reader.integer("TRUSTED_PROXIES", 0, minimum=0, maximum=5),
             app_env=reader.choice("APP_ENV", APP_ENVS),
             flower_basic_auth=parse_basic_auth(env.get("FLOWER_BASIC_AUTH"), "FLOWER_BASIC_AUTH"),
+            metrics_token=parse_token(env.get("METRICS_TOKEN"), "METRICS_TOKEN"),
         )
         if settings.smtp_password and not settings.smtp_username:
             raise ConfigError("SMTP_PASSWORD is set but SMTP_USERNAME is not")
@@ -225,6 +235,22 @@ def parse_basic_auth(raw: str | None, name: str) -> str | None:
         user, sep, password = pair.partition(":")
         if not (sep and user.strip() and password):
             raise ConfigError(f"{name} must look like 'user:password' (several separated by ',')")
+    return raw
+
+
+MIN_TOKEN_LENGTH = 24
+
+
+def parse_token(raw: str | None, name: str) -> str | None:
+    """A secret token of at least `MIN_TOKEN_LENGTH` printable characters, no spaces; the
+    message never repeats the value."""
+    if not raw:
+        return None
+    if len(raw) < MIN_TOKEN_LENGTH or not all(33 <= ord(char) < 127 for char in raw):
+        raise ConfigError(
+            f"{name} must be at least {MIN_TOKEN_LENGTH} printable ASCII characters without "
+            "spaces (for example: openssl rand -hex 32)"
+        )
     return raw
 
 

@@ -15,6 +15,8 @@ EXECUTE = "purchases.execute"
 SEND_APPROVAL_EMAIL = "notifications.send_approval_email"
 # The approval emails of a retry's chunk, over one SMTP connection.
 SEND_APPROVAL_EMAILS = "notifications.send_approval_emails"
+# A bulk retry's approval emails: one digest per person, once the batch is settled.
+SEND_APPROVAL_DIGEST = "notifications.send_approval_digest"
 SEND_OUTCOME_EMAIL = "notifications.send_outcome_email"
 # The reminder before a scheduled execution starts.
 SEND_REMINDER_EMAIL = "notifications.send_reminder_email"
@@ -33,12 +35,16 @@ FORGET_SIGN_IN_FAILURES = "maintenance.forget_old_sign_in_failures"
 RELEASE_DUE = "maintenance.release_due"
 # Owe the reminders of scheduled executions that start within SCHEDULE_REMINDER_HOURS.
 SEND_SCHEDULE_REMINDERS = "maintenance.send_schedule_reminders"
+# Notification channels: send one outbox message; beat's check of money stuck in failures.
+SEND_CHANNEL_MESSAGE = "channels.send"
+CHECK_FAILED_MONEY = "channels.check_failed_money"
 
 ALL = (
     RETRY,
     EXECUTE,
     SEND_APPROVAL_EMAIL,
     SEND_APPROVAL_EMAILS,
+    SEND_APPROVAL_DIGEST,
     SEND_OUTCOME_EMAIL,
     EXPIRE_PENDING,
     REAP_STUCK,
@@ -47,4 +53,6 @@ ALL = (
     RELEASE_DUE,
     SEND_REMINDER_EMAIL,
     SEND_SCHEDULE_REMINDERS,
+    SEND_CHANNEL_MESSAGE,
+    CHECK_FAILED_MONEY,
 )

@@ -49,6 +49,10 @@ class CountingSmtp(ScriptedSmtp):
             found.append(match.group(1) if match else None)
         return found
 
+    def approved_id_lists(self) -> list[list[str]]:
+        """The execution ids of every approve link in each message (a digest has many)."""
+        return [APPROVE_LINK.findall(text) for _subject, text in self.texts()]
+
     def texts(self) -> list[tuple[str, str]]:
         """Each message's subject and plain-text body, in arrival order."""
         found = []

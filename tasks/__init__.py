@@ -13,7 +13,10 @@ from typing import Any
 
 from celery import Celery, signals
 
-from tasks import maintenance, notifications, purchases  # noqa: F401  (registers the tasks)
+from app.observability.task_metrics import observe_task_durations
+from tasks import channels, maintenance, notifications, purchases  # noqa: F401  (registers the tasks)
+
+observe_task_durations()  # the worker's task durations, for /metrics
 
 
 def __getattr__(name: str) -> Any:

@@ -16,11 +16,13 @@ from app.task_names import (
     REAP_STUCK,
     RECOVER_LAPSED,
     RELEASE_DUE,
+    SEND_APPROVAL_DIGEST,
     SEND_EMAIL_OF_KIND,
     SEND_OUTCOME_EMAIL,
     SEND_REMINDER_EMAIL,
     SEND_SCHEDULE_REMINDERS,
 )
+from tasks.channels import recover_lapsed_messages
 from tasks.transient import database_task
 
 
@@ -58,11 +60,15 @@ def recover_lapsed_work(_task: Task) -> dict[str, int]:
         background.enqueue(SEND_OUTCOME_EMAIL, [str(execution_id)])
     for kind, execution_id in recovered.emails:
         background.enqueue(SEND_EMAIL_OF_KIND[kind], [str(execution_id)])
+    for batch_id in recovered.digests:
+        background.enqueue(SEND_APPROVAL_DIGEST, [str(batch_id)])
     return {
         "chunks": len(recovered.chunks),
         "executions": len(recovered.executions),
         "interrupted": len(recovered.interrupted),
         "emails": len(recovered.emails),
+        "digests": len(recovered.digests),
+        "channel_messages": recover_lapsed_messages(),
     }
 
 

@@ -1,6 +1,8 @@
 """`notifications.send_approval_email`, `notifications.send_outcome_email` and
-`notifications.send_reminder_email`: each email settled once per execution. Thin: the
-outbox lives in `app.services.notifications`."""
+`notifications.send_reminder_email`: each email settled once per execution;
+`notifications.send_approval_digest`: a bulk retry's approval emails, one message per
+person. Thin: the outbox lives in `app.services.notifications` and
+`app.services.digests`."""
 
 from __future__ import annotations
 
@@ -16,14 +18,17 @@ from app import background
 from app.config import Settings, get_settings
 from app.db import unit_of_work, utcnow
 from app.mail import SendFailure, send_message
-from app.services import deliveries, leases, notifications
+from app.services import deliveries, digests, leases, notifications
 from app.task_names import (
+    SEND_APPROVAL_DIGEST,
     SEND_APPROVAL_EMAIL,
     SEND_APPROVAL_EMAILS,
     SEND_OUTCOME_EMAIL,
     SEND_REMINDER_EMAIL,
 )
 from tasks.transient import ProductTask, database_task
+
+Refusal = tuple[deliveries.OutgoingEmail, SendFailure]
 
 # A chunk's emails are recorded as sent this many at a time: few transactions, and
 # little to send twice should the worker die between sending and recording.
@@ -165,3 +170,52 @@ def _record_sent(emails: list[deliveries.OutgoingEmail]) -> None:
     if emails:
         with unit_of_work() as session:
             deliveries.record_all_sent(session, emails, now=utcnow())
+
+
+@database_task(SEND_APPROVAL_DIGEST, ignore_result=True)
+def send_approval_digest(task: ProductTask, batch_id: str) -> dict[str, int]:
+    """A bulk retry's approval emails: one digest per person, over one SMTP connection.
+
+    The rows are claimed once, so a redelivered task sends nothing twice. A row is sent
+    when any message listing it was taken; one no message took is recorded as the
+    single email would be, and after a transient refusal this task comes again after
+    the backoff for what is still owed.
+    """
+    settings = get_settings()
+    with leases.holding(task.run_id):
+        with unit_of_work() as session:
+            emails = digests.claim_approval_digest(
+                session, uuid.UUID(batch_id), owner=task.run_id, settings=settings, now=utcnow()
+            )
+        messages: dict[int, list[deliveries.OutgoingEmail]] = {}
+        for email in emails:
+            messages.setdefault(id(email.message), []).append(email)
+        outcome: dict[uuid.UUID, tuple[list[deliveries.OutgoingEmail], list[Refusal]]] = {}
+        for listed in messages.values():
+            try:
+                send_message(settings, listed[0].message)
+            except SendFailure as failure:
+                for email in listed:
+                    outcome.setdefault(email.notification_id, ([], []))[1].append((email, failure))
+            else:
+                for email in listed:
+                    outcome.setdefault(email.notification_id, ([], []))[0].append(email)
+        with unit_of_work() as session:
+            deliveries.record_all_sent(
+                session,
+                [email for sent, refused in outcome.values() if not refused for email in sent],
+                now=utcnow(),
+            )
+            waits = [
+                deliveries.record_attempt(session, sent, refused, settings=settings, now=utcnow())
+                for sent, refused in outcome.values()
+                if refused
+            ]
+    due = [wait for wait in waits if wait is not None]
+    if due:
+        background.enqueue(SEND_APPROVAL_DIGEST, [batch_id], countdown=max(due))
+    return {
+        "messages": len(messages),
+        "rows": len(outcome),
+        "failed": sum(1 for sent, refused in outcome.values() if refused and not sent),
+    }

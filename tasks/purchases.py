@@ -22,8 +22,14 @@ from app.config import get_settings
 from app.db import unit_of_work, utcnow
 from app.domain.statuses import Status
 from app.providers import current_registry
-from app.services import approvals, executor, leases, retry, retry_settle
-from app.task_names import EXECUTE, RETRY, SEND_APPROVAL_EMAILS, SEND_OUTCOME_EMAIL
+from app.services import approvals, digests, executor, leases, retry, retry_settle
+from app.task_names import (
+    EXECUTE,
+    RETRY,
+    SEND_APPROVAL_DIGEST,
+    SEND_APPROVAL_EMAILS,
+    SEND_OUTCOME_EMAIL,
+)
 from tasks.transient import ProductTask, database_task, is_transient_database_error
 
 log = logging.getLogger(__name__)
@@ -36,13 +42,15 @@ def _fail_chunk(batch_id: str, chunk: int = 0, *, reason: str) -> None:
         retry_settle.fail_items(
             session, uuid.UUID(batch_id), chunk, reason, owner=owner, now=utcnow()
         )
+    _send_digest_when_settled(uuid.UUID(batch_id))
 
 
 # The outcome is recorded on the batch's items; Flower sees each run through task events.
 @database_task(RETRY, give_up=_fail_chunk, ignore_result=True)
 def retry_execution(task: ProductTask, batch_id: str, chunk: int = 0) -> int:
     """Settle a chunk of a retry in one transaction, under a lease on its items, then
-    queue its approval emails (one task: one SMTP connection).
+    queue its approval emails: a single retry's at once; a bulk retry's, one digest per
+    person, once its last chunk is settled.
 
     A redelivered chunk writes nothing twice: its items are settled once. A chunk
     another live run holds is left to it. Should the chunk's transaction fail for a
@@ -63,6 +71,7 @@ def retry_execution(task: ProductTask, batch_id: str, chunk: int = 0) -> int:
     with leases.holding(owner):
         with unit_of_work() as session:
             held = retry_settle.claim_chunk(session, batch, chunk, owner=owner, now=utcnow())
+            single = retry_settle.is_single(session, batch)
         if not held:
             return 0
         try:
@@ -73,9 +82,22 @@ def retry_execution(task: ProductTask, batch_id: str, chunk: int = 0) -> int:
                 raise
             log.warning("retry %s chunk %s: settling row by row after %r", batch_id, chunk, exc)
             created = _settle_row_by_row(settle, batch, chunk, owner)
-    if created:
-        background.enqueue(SEND_APPROVAL_EMAILS, [str(id_) for id_ in created])
+    if single:
+        if created:
+            background.enqueue(SEND_APPROVAL_EMAILS, [str(id_) for id_ in created])
+    else:
+        _send_digest_when_settled(batch)
     return len(created)
+
+
+def _send_digest_when_settled(batch_id: uuid.UUID) -> None:
+    """Queue a bulk retry's digest once its last chunk has committed (asked after every
+    chunk's commit, so the last one to commit sees the others; two that both see it
+    queue the digest twice, and its claim sends it once)."""
+    with unit_of_work() as session:
+        due = digests.digest_due(session, batch_id)
+    if due:
+        background.enqueue(SEND_APPROVAL_DIGEST, [str(batch_id)])
 
 
 def _settle_row_by_row(

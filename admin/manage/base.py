@@ -25,8 +25,8 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 
+from admin.formatting import time_column
 from admin.list_args import StrictListArgsMixin
-from admin.views import format_timestamp
 from app.domain.errors import DomainError
 from app.domain.inputs import parse_uuid
 from app.domain.rbac import Principal
@@ -49,7 +49,7 @@ class ManagedModelView(StrictListArgsMixin, ModelView):
     can_set_page_size = False
     # Bulk actions would write outside `write` below: none are offered (or shown).
     action_disallowed_list = ["delete"]
-    column_type_formatters = {**ModelView.column_type_formatters, datetime: format_timestamp}
+    column_type_formatters = {**ModelView.column_type_formatters, datetime: time_column}
     # How the URL's `id` reads: "uuid" or "int" (up to `id_max`, the column's largest).
     id_kind = "uuid"
     id_max = INTEGER_MAX

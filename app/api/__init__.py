@@ -26,7 +26,7 @@ CSRF_HEADER = "X-CSRFToken"
 
 
 def init_app(app: Flask) -> None:
-    from app.api import auth, controls, openapi, purchases  # noqa: F401  (registers the routes)
+    from app.api import auth, causes, controls, openapi, purchases  # noqa: F401  (registers the routes)
 
     csrf.exempt(blueprint)  # checked below, after authentication, from the header only
     app.register_blueprint(blueprint)

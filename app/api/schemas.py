@@ -27,8 +27,10 @@ from pydantic_core import PydanticCustomError
 
 from app.api.reading import refused
 from app.domain.bulk_retry import MAX_BATCH_ROWS, MAX_ID_TEXT
+from app.domain.causes import MAX_SIGNATURE_LENGTH
 from app.domain.inputs import parse_bool, text_problem
 from app.domain.items import MAX_CREATE_ITEMS
+from app.domain.providers import PROVIDERS
 from app.domain.statuses import Status
 from app.services.execution_reads import MAX_PAGE_SIZE, MAX_SEARCH_LENGTH
 
@@ -81,12 +83,14 @@ if TYPE_CHECKING:  # what the validators below hand the code
     QueryId = str | None
     QueryMoment = str | None
     StatusName = str
+    ProviderName = str
 else:
     QueryId = _query_text(MAX_ID_TEXT, format="uuid")
     QueryMoment = _query_text(
         64, format="date-time", description="ISO 8601 date or date-time; UTC when naive"
     )
     StatusName = Literal[tuple(status.value for status in Status)]
+    ProviderName = Literal[PROVIDERS]
 
 
 class _Request(BaseModel):
@@ -125,6 +129,8 @@ class BulkFilter(_Request):
     error_contains: Text | None = Field(default=None, max_length=MAX_SEARCH_LENGTH)
     created_after: Text | None = Field(default=None, max_length=64)
     created_before: Text | None = Field(default=None, max_length=64)
+    provider: ProviderName | Literal[""] | None = None
+    cause: Text | None = Field(default=None, max_length=MAX_SIGNATURE_LENGTH)
 
 
 ExecutionIdText = Annotated[Text, Field(min_length=1, max_length=MAX_ID_TEXT)]
@@ -233,6 +239,8 @@ class HistoryFilterQuery(BaseModel):
     error_contains: _query_text(MAX_SEARCH_LENGTH) = None  # type: ignore[valid-type]
     created_after: QueryMoment = None
     created_before: QueryMoment = None
+    provider: Annotated[ProviderName | None, BeforeValidator(_blank_is_none)] = None
+    cause: _query_text(MAX_SIGNATURE_LENGTH) = None  # type: ignore[valid-type]
 
     def filter_args(self) -> dict[str, str]:
         return self.model_dump(include=set(HistoryFilterQuery.model_fields), exclude_none=True)

@@ -12,6 +12,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from app.cli.accounts import accounts_cli
+    from app.cli.channels import channels_cli
     from app.cli.controls import freeze_cli, plans_cli
     from app.cli.demo import demo_cli
     from app.cli.executions import executions_cli
@@ -24,3 +25,4 @@ def init_app(app: Flask) -> None:
     for group in (freeze_cli, plans_cli):
         app.cli.add_command(group)
     app.cli.add_command(recommendations_cli)
+    app.cli.add_command(channels_cli)

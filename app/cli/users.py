@@ -1,5 +1,6 @@
-"""`flask users create|set-password|deactivate`: `app.services.management`'s writes,
-audited with the CLI as the actor (`cli`), refusals too."""
+"""`flask users create|set-password|deactivate|set-timezone`: `app.services.management`'s
+(and `app.services.user_settings`') writes, audited with the CLI as the actor (`cli`),
+refusals too."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from app.cli.common import refusals_exit_nonzero, stdin_text
 from app.domain.inputs import clean_text
 from app.domain.rbac import Principal
 from app.models import normalize_email
-from app.services import management
+from app.services import management, user_settings
 from app.services.management import CLI_ACTOR
 
 users_cli = AppGroup("users", help="Manage users.")
@@ -112,3 +113,15 @@ def deactivate_command(email: str) -> None:
         return f"deactivated {user.email}; their sessions have ended"
 
     click.echo(_write_user("update", email, deactivate))
+
+
+@users_cli.command("set-timezone")
+@click.argument("email")
+@click.argument("zone")
+@refusals_exit_nonzero
+def set_timezone_command(email: str, zone: str) -> None:
+    """Show the panel's times to EMAIL in ZONE, an IANA name such as Europe/Paris
+    ("" or UTC: UTC)."""
+    email = clean_text(email, "email")
+    chosen = user_settings.set_time_zone_by_email(CLI_ACTOR, email, zone)
+    click.echo(f"{normalize_email(email)} now sees times in {chosen or 'UTC'}")

@@ -7,15 +7,18 @@ in first.
 
 GET shows what the link would do (the account, the totals, one line per
 recommendation) and a confirm button, and changes nothing: mail scanners open links.
-POST acts, once. Every refusal (unknown, tampered, expired or used link, another row's
-or action's, a row no longer pending) is a page saying so, with nothing changed. Both
-are rate limited per client address (`LINK_RATE_LIMIT`), and keep the token out of
-caches and Referer headers.
+POST acts, once. A bulk retry's digest links `/purchases/digest?token=...`: the rows it
+listed for its recipient, with a box to tick on each pending one; its POST approves the
+ticked ones, each as its own approve link would. Every refusal (unknown, tampered,
+expired or used link, another row's or action's, a row no longer pending) is a page
+saying so, with nothing changed. All are rate limited per client address
+(`LINK_RATE_LIMIT`), and keep the token out of caches and Referer headers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 
 from flask import Blueprint, Flask, render_template, request, url_for
 from flask_limiter import RouteLimit
@@ -28,11 +31,12 @@ from app.config import get_settings
 from app.db import db, utcnow
 from app.domain.errors import DomainError
 from app.domain.rbac import Action, Principal
+from app.domain.statuses import Status
 from app.extensions import csrf, limiter
 from app.http import render_domain_error
-from app.services import approvals
+from app.services import approvals, digests
 from app.services.identity import principal_for
-from app.services.purchase_summary import summarize
+from app.services.purchase_summary import money, summarize
 
 blueprint = Blueprint("links", __name__)
 TOO_MANY = "too many attempts from your address: wait, then try again"
@@ -92,6 +96,42 @@ def signed_in() -> Principal | None:
     if not current_user.is_authenticated:
         return None
     return principal_for(current_user)
+
+
+@blueprint.get("/purchases/digest")
+@link_rate_limit()
+def digest() -> str:
+    """The rows a bulk retry's digest listed for its recipient; changes nothing."""
+    return _digest_page(request.args.get("token"), decided=[])
+
+
+@blueprint.post("/purchases/digest")
+@link_rate_limit()
+def digest_approve() -> str:
+    """Approve the ticked rows, each through its own approve link's checks."""
+    token = request.form.get("token")
+    decided = digests.approve_selected(
+        token, request.form.getlist("execution_id"), signed_in=signed_in()
+    )
+    return _digest_page(token, decided=decided)
+
+
+def _digest_page(token: str | None, *, decided: list[digests.Decided]) -> str:
+    session = db.session()
+    link = digests.open_digest(session, token, now=utcnow())
+    rows = digests.digest_rows(session, link)
+    pending = [execution for execution in rows if execution.status == Status.PENDING]
+    return render_template(
+        "links/digest.html",
+        token=token,
+        recipient=link.recipient,
+        rows=rows,
+        pending=pending,
+        pending_upfront=sum((execution.total_upfront_cost for execution in pending), Decimal(0)),
+        pending_savings=sum((execution.estimated_savings for execution in pending), Decimal(0)),
+        money=money,
+        decided=decided,
+    )
 
 
 @blueprint.after_request

@@ -24,6 +24,7 @@ from app.db import UUID_GLOB, Base, CanonicalUUID, JSONDocument, UTCDateTime, ne
 from app.domain.providers import PurchaseMode
 from app.domain.statuses import Status, sql_in_list
 from app.models.accounts import CloudAccount
+from app.models.causes import signature_on_insert
 from app.models.leases import Leased
 
 
@@ -69,8 +70,12 @@ class PurchaseExecution(Leased, Base):
                 ("account", "cloud_account_id"),
                 ("plan", "plan_id"),
                 ("creator", "created_by_user_id"),
+                ("cause", "failure_signature"),
+                ("savings", "estimated_savings"),
             )
         ),
+        # Failures by cause: the retryable rows grouped by signature (migration 0014).
+        Index("ix_purchase_executions_status_failure_signature", "status", "failure_signature"),
     )
 
     execution_id: Mapped[uuid.UUID] = mapped_column(
@@ -96,6 +101,7 @@ class PurchaseExecution(Leased, Base):
         Numeric(12, 2), server_default=text("0"), default=Decimal("0")
     )
     error: Mapped[str | None] = mapped_column(Text)
+    failure_signature: Mapped[str | None] = mapped_column(String(200), default=signature_on_insert)
     created_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
         CanonicalUUID, ForeignKey("users.id", ondelete="SET NULL")
     )

@@ -62,6 +62,8 @@ class User(Base):
     session_version: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
+    # The panel shows times in this IANA zone ("Europe/Paris"); None is UTC.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, lazy="selectin")
 

@@ -28,6 +28,7 @@ class Notification(Leased, Base):
         UniqueConstraint("execution_id", "kind"),
         CheckConstraint(f"state IN ({_STATES})", name="state_known"),
         Index("ix_notifications_state_due_at", "state", "due_at"),
+        Index("ix_notifications_batch_id_kind_state", "batch_id", "kind", "state"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(CanonicalUUID, primary_key=True, default=new_uuid)
@@ -35,6 +36,9 @@ class Notification(Leased, Base):
         CanonicalUUID, ForeignKey("purchase_executions.execution_id", ondelete="CASCADE")
     )
     kind: Mapped[str] = mapped_column(String(32))
+    # The bulk retry whose digest carries this email (`app.services.digests`); NULL: it
+    # goes on its own.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(CanonicalUUID)
     state: Mapped[str] = mapped_column(
         String(16),
         server_default=NotificationState.QUEUED.value,
@@ -77,4 +81,21 @@ class ApprovalToken(Base):
     recipient: Mapped[str | None] = mapped_column(String(320))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())
+
+
+class DigestLink(Base):
+    """The "review and approve selected" link of one digest: it opens the page of the
+    bulk retry's rows that went to `recipient`. Only the token's SHA-256 is stored; the
+    rows themselves are approved through their own approve links' rows, each checked as
+    a click on it would be."""
+
+    __tablename__ = "digest_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[uuid.UUID] = mapped_column(
+        CanonicalUUID, ForeignKey("retry_batches.id", ondelete="CASCADE")
+    )
+    recipient: Mapped[str] = mapped_column(String(320))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=utc_now())

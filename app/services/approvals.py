@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import background, task_names
@@ -83,6 +84,7 @@ class LinkCheck:
     execution: PurchaseExecution
     recipient: str
     actor: Principal
+    token_hash: str
     sign_in_as: str | None = None
 
 
@@ -104,7 +106,20 @@ def check_link(
     `signed_in` is the session's user, if any: with four-eyes on, an approve link sent
     to a user acts only in that user's own session."""
     execution = find_execution(session, raw_execution_id)
-    found = _token_row(session, token)
+    return _check_token(
+        session, execution, _token_row(session, token), action, now=now, signed_in=signed_in
+    )
+
+
+def _check_token(
+    session: Session,
+    execution: PurchaseExecution,
+    found: ApprovalToken | None,
+    action: Action,
+    *,
+    now: datetime,
+    signed_in: Principal | None,
+) -> LinkCheck:
     if (
         found is None
         or found.execution_id != execution.execution_id
@@ -137,7 +152,13 @@ def check_link(
         and policy.require_different_approver
         and (signed_in is None or signed_in.user_id != user.id)
     )
-    return LinkCheck(execution, recipient, actor, sign_in_as=recipient if must_sign_in else None)
+    return LinkCheck(
+        execution,
+        recipient,
+        actor,
+        token_hash=found.token_hash,
+        sign_in_as=recipient if must_sign_in else None,
+    )
 
 
 def decide_by_link(
@@ -150,12 +171,50 @@ def decide_by_link(
     """The email link's POST: check as `check_link`, consume the token and act as the
     recipient, in one unit of work; the recipient is recorded as the one who decided
     (and, when a user, as the approver the executor checks again)."""
+    return _decide_by_token(
+        raw_execution_id,
+        action,
+        lambda session, _execution, _now: _token_row(session, token),
+        signed_in=signed_in,
+        via="link",
+    )
+
+
+def approve_from_digest(
+    raw_execution_id: str, recipient: str, *, signed_in: Principal | None = None
+) -> PurchaseExecution:
+    """One ticked row of a digest's page: approved exactly as a click on the row's own
+    approve link in that digest would approve it (the recipient's latest approve link
+    for the row, checked and consumed as `decide_by_link` does)."""
+    return _decide_by_token(
+        raw_execution_id,
+        Action.APPROVE,
+        lambda session, execution, now: _recipient_token(session, execution, recipient, now),
+        signed_in=signed_in,
+        via="digest",
+    )
+
+
+def _decide_by_token(
+    raw_execution_id: str,
+    action: Action,
+    find_token: Callable[[Session, PurchaseExecution, datetime], ApprovalToken | None],
+    *,
+    signed_in: Principal | None,
+    via: str,
+) -> PurchaseExecution:
     actor = Principal(None, "approval email link", frozenset())
     try:
         with unit_of_work() as session:
             now = utcnow()
-            check = check_link(
-                session, raw_execution_id, action, token, now=now, signed_in=signed_in
+            execution = find_execution(session, raw_execution_id)
+            check = _check_token(
+                session,
+                execution,
+                find_token(session, execution, now),
+                action,
+                now=now,
+                signed_in=signed_in,
             )
             actor = check.actor
             if check.sign_in_as is not None:
@@ -167,19 +226,18 @@ def decide_by_link(
                     sign_in_as=check.sign_in_as,
                 )
             _within_limits(session, check.execution, action, actor)
-            assert token is not None
             consumed = session.execute(
                 update(ApprovalToken)
                 .where(
-                    ApprovalToken.token_hash == hash_token(token), ApprovalToken.used_at.is_(None)
+                    ApprovalToken.token_hash == check.token_hash, ApprovalToken.used_at.is_(None)
                 )
                 .values(used_at=now)
             )
             if rowcount(consumed) != 1:  # another click of the same link got there first
                 raise DomainError(403, "this link has already been used")
-            decided = _move(session, check.execution, action, actor=actor, via="link")
+            decided = _move(session, check.execution, action, actor=actor, via=via)
     except DomainError as refusal:
-        _audit_refusal(refusal, action, actor, raw_execution_id, via="link")
+        _audit_refusal(refusal, action, actor, raw_execution_id, via=via)
         raise
     _after_commit(decided)
     return decided
@@ -264,6 +322,27 @@ def _token_row(session: Session, token: str | None) -> ApprovalToken | None:
     if found is None or not hmac.compare_digest(found.token_hash, digest):
         return None
     return found
+
+
+def _recipient_token(
+    session: Session, execution: PurchaseExecution, recipient: str, now: datetime
+) -> ApprovalToken | None:
+    """The recipient's approve link for the row that a click would still open (unused,
+    unexpired), else their latest (so the refusal says why it no longer opens)."""
+    return session.scalars(
+        select(ApprovalToken)
+        .where(
+            ApprovalToken.execution_id == execution.execution_id,
+            ApprovalToken.recipient == recipient,
+            ApprovalToken.action == Action.APPROVE.value,
+        )
+        .order_by(
+            ApprovalToken.used_at.is_(None).desc(),
+            (ApprovalToken.expires_at > now).desc(),
+            ApprovalToken.expires_at.desc(),
+        )
+        .limit(1)
+    ).first()
 
 
 def _audit_refusal(

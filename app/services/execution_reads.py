@@ -16,15 +16,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.domain.causes import parse_signature
 from app.domain.errors import DomainError
 from app.domain.inputs import is_text, parse_uuid
+from app.domain.providers import PROVIDERS
 from app.domain.recommendations import malformed_reason
 from app.domain.retry import RetryPolicy, persistent_hint
 from app.domain.statuses import Status
-from app.models import PurchaseExecution, PurchasePlan, User
+from app.models import CloudAccount, PurchaseExecution, PurchasePlan, User
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
@@ -65,7 +67,9 @@ class HistoryFilter:
     and the bulk retry API narrow the table through `parse` and `apply`, so a filter
     means the same thing everywhere. Every field is backed by an index (migration 0006:
     each filter column leads an index that ends in the default sort; `execution_id` is
-    the primary key), except `error_contains`, a substring search no B-tree can serve."""
+    the primary key), except `error_contains`, a substring search no B-tree can serve.
+    `provider` is the provider of the row's account (rows without an account have none):
+    the account index, over the few accounts of that provider."""
 
     status: str | None = None
     cloud_account_id: uuid.UUID | None = None
@@ -75,6 +79,9 @@ class HistoryFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     execution_id: uuid.UUID | None = None
+    provider: str | None = None
+    # A failure's cause: the signature of its error (`app.domain.causes`), stored on it.
+    cause: str | None = None
 
     @classmethod
     def parse(cls, args: Mapping[str, Any]) -> HistoryFilter:
@@ -100,6 +107,12 @@ class HistoryFilter:
             raw = text_arg(name)
             return parse_uuid(raw, name) if raw else None
 
+        provider = text_arg("provider")
+        if provider is not None and provider not in PROVIDERS:
+            known = ", ".join(PROVIDERS)
+            raise DomainError(400, f"unknown provider {provider[:40]!r} (known: {known})")
+
+        cause = text_arg("cause")
         error_contains = text_arg("error_contains")
         if error_contains is not None and len(error_contains) > MAX_SEARCH_LENGTH:
             raise DomainError(400, f"error_contains is longer than {MAX_SEARCH_LENGTH} characters")
@@ -112,6 +125,8 @@ class HistoryFilter:
             created_after=parse_moment(text_arg("created_after"), "created_after"),
             created_before=parse_moment(text_arg("created_before"), "created_before"),
             execution_id=optional_id("execution_id"),
+            provider=provider,
+            cause=parse_signature(cause) if cause is not None else None,
         )
 
     @classmethod
@@ -175,6 +190,11 @@ class HistoryFilter:
             query = query.where(PurchaseExecution.created_at < self.created_before)
         if self.execution_id is not None:
             query = query.where(PurchaseExecution.execution_id == self.execution_id)
+        if self.provider is not None:
+            of_provider = select(CloudAccount.id).where(CloudAccount.provider == self.provider)
+            query = query.where(PurchaseExecution.cloud_account_id.in_(of_provider))
+        if self.cause is not None:
+            query = query.where(PurchaseExecution.failure_signature == self.cause)
         return query
 
 
@@ -294,31 +314,6 @@ def plan_names(session: Session, rows: Sequence[PurchaseExecution]) -> dict[uuid
         select(PurchasePlan.id, PurchasePlan.name).where(PurchasePlan.id.in_(ids))
     )
     return {plan_id: name for plan_id, name in found}
-
-
-# The home page counts each status up to here exactly, and says "more than" beyond.
-STATUS_COUNT_CAP = 10_000
-
-
-def status_counts(session: Session, cap: int = STATUS_COUNT_CAP) -> dict[str, int]:
-    """How many executions are in each status, counted up to `cap` + 1 and no further.
-
-    One statement, a capped count per status, each served by the index that status
-    leads: at most `cap` + 1 index entries per status, however long the history (an
-    exact `count(*)` reads the whole table on every visit). A result above `cap` means
-    "more than `cap`"; below it, the count is exact, which is where it matters (how
-    many are pending, failed)."""
-    parts = [
-        select(literal(status.value).label("status"), func.count().label("n")).select_from(
-            select(literal(1))
-            .select_from(PurchaseExecution)
-            .where(PurchaseExecution.status == status.value)
-            .limit(cap + 1)
-            .subquery()
-        )
-        for status in Status
-    ]
-    return {status: count for status, count in session.execute(union_all(*parts))}
 
 
 def as_item(

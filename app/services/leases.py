@@ -28,11 +28,12 @@ from flask import Flask, current_app
 from sqlalchemy import ColumnElement, and_, or_, update
 
 from app.db import rowcount, unit_of_work, utcnow
+from app.domain.channels import MessageState
 from app.domain.outbox import NotificationState
 from app.domain.retry import RequestState
 from app.domain.staleness import HEARTBEAT_EVERY, LEASE_TTL, UNSTARTED_AFTER
 from app.domain.statuses import Status
-from app.models import Notification, PurchaseExecution, RetryBatchItem
+from app.models import ChannelMessage, Notification, PurchaseExecution, RetryBatchItem
 from app.models.leases import Leased
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ WORKING: tuple[tuple[type[Leased], ColumnElement[bool]], ...] = (
     (RetryBatchItem, RetryBatchItem.state == RequestState.QUEUED.value),
     (PurchaseExecution, PurchaseExecution.status == Status.RUNNING.value),
     (Notification, Notification.state == NotificationState.SENDING.value),
+    (ChannelMessage, ChannelMessage.state == MessageState.SENDING.value),
 )
 
 

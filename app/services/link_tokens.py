@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -44,20 +46,39 @@ def issue_links(
     """A fresh approve and a fresh cancel link for `execution`, valid for
     APPROVAL_TOKEN_TTL_HOURS; only their hashes are stored, each with the recipient,
     whom acting by the link names as the approver or canceller."""
+    return issue_links_for_many(session, [execution], recipient, settings=settings, now=now)[0]
+
+
+def issue_links_for_many(
+    session: Session,
+    executions: Sequence[PurchaseExecution],
+    recipient: str,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> list[IssuedLinks]:
+    """`issue_links` for each of `executions` (a digest's rows), in one statement."""
     expires_at = now + timedelta(hours=settings.approval_token_ttl_hours)
-    (approve, approve_hash), (cancel, cancel_hash) = new_token(), new_token()
-    session.add_all(
-        ApprovalToken(
-            token_hash=token_hash,
-            execution_id=execution.execution_id,
-            action=action,
-            recipient=recipient,
-            expires_at=expires_at,
+    issued, rows = [], []
+    for execution in executions:
+        (approve, approve_hash), (cancel, cancel_hash) = new_token(), new_token()
+        rows += [
+            {
+                "token_hash": token_hash,
+                "execution_id": execution.execution_id,
+                "action": action,
+                "recipient": recipient,
+                "expires_at": expires_at,
+            }
+            for action, token_hash in (("approve", approve_hash), ("cancel", cancel_hash))
+        ]
+        issued.append(
+            IssuedLinks(
+                links=approval_email.links_for(execution, approve, cancel, settings),
+                token_hashes=(approve_hash, cancel_hash),
+                expires_at=expires_at,
+            )
         )
-        for action, token_hash in (("approve", approve_hash), ("cancel", cancel_hash))
-    )
-    return IssuedLinks(
-        links=approval_email.links_for(execution, approve, cancel, settings),
-        token_hashes=(approve_hash, cancel_hash),
-        expires_at=expires_at,
-    )
+    if rows:
+        session.execute(insert(ApprovalToken), rows)
+    return issued

@@ -85,10 +85,13 @@ class Recovered:
     chunks: list[tuple[uuid.UUID, int]] = field(default_factory=list)
     executions: list[uuid.UUID] = field(default_factory=list)
     emails: list[tuple[NotificationKind, uuid.UUID]] = field(default_factory=list)
+    digests: list[uuid.UUID] = field(default_factory=list)  # bulk retries' batch ids
     interrupted: list[uuid.UUID] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.chunks or self.executions or self.emails or self.interrupted)
+        return bool(
+            self.chunks or self.executions or self.emails or self.digests or self.interrupted
+        )
 
 
 def recover_lapsed_work(session: Session, *, now: datetime) -> Recovered:
@@ -99,7 +102,8 @@ def recover_lapsed_work(session: Session, *, now: datetime) -> Recovered:
     - approved executions no worker started: queued again;
     - running executions whose worker died: failed with the reason, their outcome
       email owed (a retry buys only what the lineage has not bought);
-    - emails whose sender died or whose message was lost (`lapsed_emails`), and the
+    - emails whose sender died or whose message was lost (`lapsed_emails`; those of a
+      bulk retry's digest queue the digest again, once per batch), and the
       approval email of pending rows that never had one on record (inserted by hand).
     """
     recovered = Recovered()
@@ -141,7 +145,13 @@ def recover_lapsed_work(session: Session, *, now: datetime) -> Recovered:
             recovered.interrupted.append(execution_id)
     owed = notifications.owe_missing_approval_emails(session, now=now, after=UNOWED_AFTER)
     recovered.emails = [(NotificationKind.APPROVAL, id_) for id_ in owed]
-    recovered.emails += notifications.lapsed_emails(session, now=now)
+    digests: set[uuid.UUID] = set()
+    for kind, execution_id, batch_id in notifications.lapsed_emails(session, now=now):
+        if batch_id is None:
+            recovered.emails.append((kind, execution_id))
+        else:
+            digests.add(batch_id)
+    recovered.digests = sorted(digests)
     return recovered
 
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    ColumnElement,
     and_,
     exists,
     insert,
@@ -48,7 +49,15 @@ from app.models import (
     PurchasePlan,
     User,
 )
-from app.services import approval_email, audit, leases, outcome_email, reminder_email, schedules
+from app.services import (
+    approval_email,
+    audit,
+    channels,
+    leases,
+    outcome_email,
+    reminder_email,
+    schedules,
+)
 from app.services.approvers import Approvers
 from app.services.deliveries import OutgoingEmail, give_up, outgoing, settle
 from app.services.link_tokens import issue_links
@@ -71,20 +80,32 @@ def owe_approval_email(session: Session, execution_id: uuid.UUID, *, now: dateti
 
 
 def owe_approval_emails(
-    session: Session, execution_ids: Sequence[uuid.UUID], *, now: datetime
+    session: Session,
+    execution_ids: Sequence[uuid.UUID],
+    *,
+    now: datetime,
+    digest: uuid.UUID | None = None,
 ) -> None:
-    """`owe_approval_email` for many executions, in one statement."""
+    """`owe_approval_email` for many executions, in one statement. With `digest` (a
+    bulk retry's batch id) they go out together, one email per person, once the batch
+    is settled (`app.services.digests`)."""
     if execution_ids:
         session.execute(
             insert(Notification),
-            [{"execution_id": id_, "kind": APPROVAL, "due_at": now} for id_ in execution_ids],
+            [
+                {"execution_id": id_, "kind": APPROVAL, "due_at": now, "batch_id": digest}
+                for id_ in execution_ids
+            ],
         )
+    if digest is None:  # a bulk retry's batch: one message, `owe_batch_approval_needed`
+        channels.owe_approval_needed(session, execution_ids, now=now)
 
 
 def owe_outcome_email(session: Session, execution_id: uuid.UUID, *, now: datetime) -> None:
     """Record that the ended `execution_id` needs its outcome email (in the transaction
     that settles it)."""
     session.add(Notification(execution_id=execution_id, kind=OUTCOME, due_at=now))
+    channels.owe_outcome(session, execution_id, now=now)
 
 
 def owe_missing_approval_emails(
@@ -111,10 +132,12 @@ def owe_missing_approval_emails(
     return list(missing)
 
 
-def lapsed_emails(session: Session, *, now: datetime) -> list[tuple[NotificationKind, uuid.UUID]]:
-    """Emails (kind, execution) no task is working on, handed back to the broker: a
-    claim whose lease lapsed (its worker died mid-send: it goes out again), and one
-    queued `UNSTARTED_AFTER` past due whose message the broker lost."""
+def lapsed_emails(
+    session: Session, *, now: datetime
+) -> list[tuple[NotificationKind, uuid.UUID, uuid.UUID | None]]:
+    """Emails (kind, execution, digest batch or None) no task is working on, handed back
+    to the broker: a claim whose lease lapsed (its worker died mid-send: it goes out
+    again), and one queued `UNSTARTED_AFTER` past due whose message the broker lost."""
     dead_sender = and_(
         Notification.state == NotificationState.SENDING.value,
         Notification.lease_expires_at < now,
@@ -128,10 +151,10 @@ def lapsed_emails(session: Session, *, now: datetime) -> list[tuple[Notification
         update(Notification)
         .where(or_(dead_sender, lost_message))
         .values(state=NotificationState.QUEUED.value, updated_at=now, **leases.in_broker(now))
-        .returning(Notification.kind, Notification.execution_id)
+        .returning(Notification.kind, Notification.execution_id, Notification.batch_id)
         .execution_options(synchronize_session=False)
     )
-    return [(NotificationKind(kind), execution_id) for kind, execution_id in rows]
+    return [(NotificationKind(kind), execution_id, batch) for kind, execution_id, batch in rows]
 
 
 def _claim(
@@ -142,17 +165,35 @@ def _claim(
     owner: str,
     now: datetime,
 ) -> list[tuple[Notification, PurchaseExecution]]:
-    """Claim the executions' emails of `kind` for `owner` with one conditional UPDATE,
-    under a lease, so no two tasks send one at once. An email is left out when there is
-    nothing to send now: no such notification, another live task holds it or it waits
-    for its backoff, it is settled, or the execution is past the point the email is
-    about (settled `skipped`)."""
+    """Claim the executions' emails of `kind` that go on their own (not in a digest)."""
     if not execution_ids:
         return []
+    return claim_where(
+        session,
+        and_(Notification.execution_id.in_(list(execution_ids)), Notification.batch_id.is_(None)),
+        kind,
+        owner=owner,
+        now=now,
+    )
+
+
+def claim_where(
+    session: Session,
+    which: ColumnElement[bool],
+    kind: NotificationKind,
+    *,
+    owner: str,
+    now: datetime,
+) -> list[tuple[Notification, PurchaseExecution]]:
+    """Claim the emails of `kind` that `which` picks for `owner` with one conditional
+    UPDATE, under a lease, so no two tasks send one at once. An email is left out when
+    there is nothing to send now: another live task holds it or it waits for its
+    backoff, it is settled, or the execution is past the point the email is about
+    (settled `skipped`)."""
     claimed = session.scalars(
         update(Notification)
         .where(
-            Notification.execution_id.in_(list(execution_ids)),
+            which,
             Notification.kind == kind.value,
             or_(
                 and_(
@@ -236,6 +277,38 @@ def _prepare_approval_email(
     now: datetime,
 ) -> list[OutgoingEmail]:
     account = execution.cloud_account
+    emails = []
+    for recipient in approval_recipients(
+        session, notification, execution, approvers, settings=settings, now=now
+    ):
+        issued = issue_links(session, execution, recipient, settings=settings, now=now)
+        message = approval_email.render(
+            execution, account, settings=settings, recipient=recipient, links=issued.links
+        )
+        emails.append(
+            outgoing(
+                notification,
+                recipient,
+                message,
+                token_hashes=issued.token_hashes,
+                expires_at=issued.expires_at,
+            )
+        )
+    return emails
+
+
+def approval_recipients(
+    session: Session,
+    notification: Notification,
+    execution: PurchaseExecution,
+    approvers: Approvers,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> list[str]:
+    """Who the claimed approval email goes to; none when it cannot be sent, which
+    gives it up (the execution fails with the reason: no FROM_EMAIL, malformed
+    recommendations, nobody who may approve it)."""
     policy = ApprovalPolicy(require_different_approver=settings.require_different_approver)
     recipients = approvers.recipients(execution, policy)
     problem = (
@@ -246,22 +319,7 @@ def _prepare_approval_email(
     if problem is not None:
         give_up(session, notification, problem, now=now)
         return []
-    emails = []
-    for recipient in recipients:
-        issued = issue_links(session, execution, recipient.email, settings=settings, now=now)
-        message = approval_email.render(
-            execution, account, settings=settings, recipient=recipient.email, links=issued.links
-        )
-        emails.append(
-            outgoing(
-                notification,
-                recipient.email,
-                message,
-                token_hashes=issued.token_hashes,
-                expires_at=issued.expires_at,
-            )
-        )
-    return emails
+    return [recipient.email for recipient in recipients]
 
 
 def claim_outcome_email(
@@ -342,6 +400,7 @@ def owe_schedule_reminders(session: Session, *, now: datetime, ahead: timedelta)
         insert(Notification),
         [{"execution_id": id_, "kind": REMINDER, "due_at": now} for id_, _ in owed],
     )
+    channels.owe_schedule_reminder(session, [id_ for id_, _ in owed], now=now)
     hours = ahead.total_seconds() / 3600
     audit.record_all(
         session,

@@ -4,9 +4,9 @@ the totals, in the words the approval email and the link pages share."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
+from app.domain.money import usd
 from app.domain.purchasing import is_selected
 from app.domain.recommendations import items_of
 from app.models import PurchaseExecution
@@ -53,7 +53,5 @@ def line_of(item: dict[str, Any]) -> Line:
 
 
 def money(value: Any) -> str:
-    try:
-        return f"${Decimal(str(value)):,.2f}"
-    except (ArithmeticError, ValueError):
-        return "$?"
+    """An amount as people read it (`app.domain.money.usd`): "$12,000.00"."""
+    return usd(value)

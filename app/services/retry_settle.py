@@ -54,6 +54,12 @@ def claim_chunk(
     return rowcount(claimed)
 
 
+def is_single(session: Session, batch_id: uuid.UUID) -> bool:
+    """Is the batch a single retry (whose approval email goes on its own)?"""
+    batch = session.get(RetryBatch, batch_id)
+    return batch is None or batch.is_single
+
+
 def settle_chunk(
     session: Session,
     batch_id: uuid.UUID,
@@ -100,6 +106,7 @@ def settle_chunk(
         approvals=approvals,
         now=now,
         bought=checked.bought,
+        digest=None if batch.is_single else batch.id,
     )
     lost = [position for position, row in accepted.items() if row.execution_id not in created]
     if lost:  # another retry linked these rows first: refuse as the web layer would

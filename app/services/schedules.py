@@ -28,7 +28,7 @@ from app.domain.inputs import parse_uuid, text_problem
 from app.domain.rbac import ADMIN, PURCHASES, Principal
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, PurchaseFreeze, PurchasePlan
-from app.services import audit, leases
+from app.services import audit, channels, leases
 
 MAX_REASON = 500
 
@@ -140,6 +140,7 @@ def freeze(
     except IntegrityError:  # another admin's freeze committed first
         raise DomainError(409, "purchases are already frozen") from None
     audit.record(session, "freeze.on", actor=actor, details={"reason": reason})
+    channels.owe_freeze_switched(session, on=True, actor_email=actor.email, reason=reason, now=now)
     return entry
 
 
@@ -160,6 +161,7 @@ def lift(session: Session, actor: Principal, *, now: datetime) -> list[uuid.UUID
     audit.record(
         session, "freeze.lifted", actor=actor, details={"reason": lifted, "released": len(released)}
     )
+    channels.owe_freeze_switched(session, on=False, actor_email=actor.email, reason=lifted, now=now)
     return released
 
 

@@ -61,13 +61,15 @@ def create_successors(
     approvals: ApprovalPolicy,
     now: datetime,
     bought: Mapping[uuid.UUID, Mapping[int, str]] | None = None,
+    digest: uuid.UUID | None = None,
 ) -> dict[uuid.UUID, uuid.UUID]:
     """The three writes for each predecessor; returns predecessor id → successor id
     for those it linked. A predecessor missing from the result was linked by another
     retry first, and nothing was written for it.
 
     `bought`: what each predecessor's lineage has bought (`bought_in_lineage`), when the
-    caller has read it already; read here otherwise."""
+    caller has read it already; read here otherwise. `digest`: the bulk retry whose
+    digest carries the approval emails (`app.services.digests`)."""
     if not predecessors:
         return {}
     if bought is None:
@@ -97,6 +99,7 @@ def create_successors(
         session,
         [row["execution_id"] for row in created if row["retry_of"] not in unapprovable],
         now=now,
+        digest=digest,
     )
     return {predecessor: successor_of[predecessor] for predecessor in linked}
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, update
 from sqlalchemy.orm import Session
 
+from app.domain.causes import failure_signature
 from app.domain.rbac import Principal
 from app.domain.statuses import Status, can_transition, releases_suppressions
 from app.models import PurchaseExecution, PurchaseSuppression
@@ -38,8 +39,11 @@ def move(
     """Move the rows matching `where` whose status is one of `sources` to `target`.
 
     Returns the ids of the rows moved; each gets an audit event `action`. `values` are
-    further columns to set. Raises `ValueError` for a transition the table forbids (a
-    bug, not a refusal), and for sources that disagree about the suppressions.
+    further columns to set; an `error` among them sets the row's `failure_signature`
+    too (`app.domain.causes.failure_signature`: the error's signature when `target` is
+    a failure a retry starts from, else none). Raises `ValueError` for a transition the
+    table forbids (a bug, not a refusal), and for sources that disagree about the
+    suppressions.
     """
     forbidden = [source for source in sources if not can_transition(source, target)]
     if forbidden or not sources:
@@ -47,11 +51,15 @@ def move(
     releases = {releases_suppressions(source, target) for source in sources}
     if len(releases) != 1:
         raise ValueError(f"moving {sorted(sources)} to {target} treats suppressions unalike")
+    values = dict(values or {})
+    if "error" in values:
+        # The one place a failing row's error is written: its signature goes with it.
+        values["failure_signature"] = failure_signature(target, values["error"])
     moved = list(
         session.scalars(
             update(PurchaseExecution)
             .where(where, PurchaseExecution.status.in_([source.value for source in sources]))
-            .values(status=target.value, updated_at=now, **(values or {}))
+            .values(status=target.value, updated_at=now, **values)
             .returning(PurchaseExecution.execution_id)
             .execution_options(synchronize_session=False)
         )

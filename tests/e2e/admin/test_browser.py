@@ -51,7 +51,7 @@ def test_purchase_history_sends_a_signed_out_user_to_login_and_back(
     rows = page.locator("table.model-list tbody tr")
     expect(rows).to_have_count(len(executions))
     shown = {
-        rows.nth(i).locator("td.col-execution_id").inner_text().strip(): (
+        rows.nth(i).locator("td.col-execution_id [data-copy-id]").get_attribute("data-copy-id"): (
             rows.nth(i).locator("td.col-status").inner_text().strip()
         )
         for i in range(rows.count())

@@ -92,7 +92,7 @@ def test_retry_queues_and_the_worker_links_the_successor(
     back_link = row_of(page, successor_id).locator("[data-retry-of]")
     expect(back_link).to_have_attribute("data-retry-of", str(row_id))
     back_link.click()
-    expect(page.locator("table")).to_contain_text(str(row_id))
+    expect(page.locator("[data-execution-fields]")).to_contain_text(str(row_id))
     assert "/admin/purchases/details/" in page.url
 
 

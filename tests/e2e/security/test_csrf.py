@@ -16,8 +16,10 @@ EXEMPT_ALWAYS = {
     # No session yet, so no token to send; it takes only a JSON body, which a
     # cross-site form cannot send.
     "api.login",
-    # The approval email's confirm button: the link's token is the authority.
+    # The approval email's confirm button and a digest's "approve the ticked ones": the
+    # link's token is the authority.
     "links.act",
+    "links.digest_approve",
 }
 # With the email link's `token` in the JSON body (and only then): the token is the
 # authority, no session is used.

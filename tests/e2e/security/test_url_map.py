@@ -129,9 +129,32 @@ EXPECTED: dict[tuple[str, str], dict] = {
         )
         for name in ("pause_plan", "resume_plan", "run_plan_now")
     },
+    # Failures by cause: read by every viewer; "mark fixed" by whoever may retry. The
+    # suite names no failed row's signature: 404 once permitted, nothing recorded.
+    ("api.failure_causes", "GET"): signed_in("200", anonymous="401"),
+    ("api.mark_cause_fixed", "POST"): roles("401", "403", "404", "404", "404"),
+    ("causes.index", "GET"): signed_in("200"),
+    ("causes.mark_fixed_view", "POST"): signed_in("302"),
     # The approval email's pages: the token is the authority, whoever is signed in.
     ("links.confirm", "GET"): roles(*[links("200")] * 5),
     ("links.act", "POST"): roles(*[links("200 done")] * 5),
+    # A digest's page: its token is the authority; the suite has none to give it.
+    ("links.digest", "GET"): roles(*["403"] * 5),
+    ("links.digest_approve", "POST"): roles(*["403"] * 5),
+    # Health for probes; metrics only for METRICS_TOKEN or a loopback scraper, which
+    # the suite's client (a documentation address) is not.
+    ("observability.healthz", "GET"): roles(*["200"] * 5),
+    ("observability.readyz", "GET"): roles(*["200"] * 5),
+    ("observability.metrics", "GET"): roles(*["401"] * 5),
+    # Notification channels: admins only; with no id, the edit page is the new-channel
+    # form (an empty POST is shown again with its errors); a malformed id is a 400.
+    ("channels.index", "GET"): admin_only("200"),
+    ("channels.edit", "GET"): admin_only("200"),
+    ("channels.edit", "POST"): admin_only("200"),
+    **{
+        (f"channels.{name}", "POST"): admin_only("400")
+        for name in ("delete", "disable", "enable", "test")
+    },
     # The panel: Purchase History and its row actions (a refusal is a flash message).
     ("admin.index", "GET"): signed_in("200"),
     ("purchases.index_view", "GET"): signed_in("200"),
@@ -184,6 +207,10 @@ EXPECTED: dict[tuple[str, str], dict] = {
     ("freeze.freeze_view", "POST"): admin_only("302 done"),
     ("freeze.lift_view", "POST"): admin_only("302 done"),
     ("plans.index", "GET"): signed_in("200"),
+    # Your settings: every signed-in user, for themselves (no time zone sent: nothing
+    # changes).
+    ("settings.index", "GET"): signed_in("200"),
+    ("settings.index", "POST"): signed_in("302"),
     **{
         (f"plans.{name}", "POST"): roles(
             LOGIN, *[rows("302", "302", "302")] * 2, *[rows("302 done", "302", "302")] * 2

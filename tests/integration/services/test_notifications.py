@@ -44,7 +44,7 @@ def lost_approval_emails(session, *, now) -> list:
     to the broker as it finds them)."""
     return [
         execution_id
-        for kind, execution_id in notifications.lapsed_emails(session, now=now)
+        for kind, execution_id, _batch in notifications.lapsed_emails(session, now=now)
         if kind == "approval"
     ]
 

@@ -20,7 +20,7 @@ def test_every_registered_product_task_has_its_name_in_the_one_module(app):
     product = {
         name
         for name in app.extensions["celery"].tasks
-        if name.split(".")[0] in {"purchases", "notifications", "maintenance"}
+        if name.split(".")[0] in {"purchases", "notifications", "maintenance", "channels"}
     }
     assert product == set(task_names.ALL)
 
