@@ -561,16 +561,16 @@ OUTCOME_EXECUTION = re.compile(r"^Execution: ([0-9a-f-]{36})", re.MULTILINE)
 
 
 def sort_mail(handler: CountingSmtp) -> tuple[list[str | None], list[str], int]:
-    """The messages the SMTP server accepted: the execution each approval email's
-    approve link names (None without one), the execution each outcome email is about,
+    """The messages the SMTP server accepted: the executions each approval email's
+    approve links name (None for one without any), the execution each outcome email is about,
     and how many were neither."""
     approvals: list[str | None] = []
     outcomes: list[str] = []
     others = 0
     for subject, body in handler.texts():
         if subject.startswith(APPROVAL_SUBJECT):
-            link = APPROVE_LINK.search(body)
-            approvals.append(link.group(1) if link else None)
+            # A bulk retry's digest names each of its rows by its approve link.
+            approvals.extend(APPROVE_LINK.findall(body) or [None])
         elif (about := OUTCOME_EXECUTION.search(body)) is not None:
             outcomes.append(about.group(1))
         else:
