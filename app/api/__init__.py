@@ -12,7 +12,9 @@ from wtforms import ValidationError
 from app.api.reading import json_body, validate
 from app.api.schemas import DecisionBody
 from app.domain.errors import DomainError
+from app.domain.rbac import Action, Principal, require
 from app.extensions import csrf, login_manager
+from app.services.identity import principal_for
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -30,6 +32,13 @@ def init_app(app: Flask) -> None:
 
     csrf.exempt(blueprint)  # checked below, after authentication, from the header only
     app.register_blueprint(blueprint)
+
+
+def viewer() -> Principal:
+    """The signed-in user, refused with 403 unless they may view purchases."""
+    principal = principal_for(current_user)
+    require(principal, Action.VIEW)
+    return principal
 
 
 def body_token() -> str | None:

@@ -9,23 +9,16 @@ from flask import jsonify
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from app.api import blueprint
+from app.api import blueprint, viewer
 from app.api import schemas as s
 from app.api.openapi import operation
 from app.db import db
-from app.domain.rbac import Action, Principal, require
 from app.services import controls
 from app.services.identity import principal_for
 
 READ_REFUSALS = {401: s.ErrorBody, 403: s.ErrorBody}
 SWITCH_REFUSALS = {400: s.ErrorBody, 401: s.ErrorBody, 403: s.ErrorBody, 409: s.ErrorBody}
 PLAN_REFUSALS = {**SWITCH_REFUSALS, 404: s.ErrorBody}
-
-
-def _viewer() -> Principal:
-    principal = principal_for(current_user)
-    require(principal, Action.VIEW)
-    return principal
 
 
 @blueprint.get("/freeze")
@@ -37,7 +30,7 @@ def _viewer() -> Principal:
 )
 def purchase_freeze() -> Response:
     """The freeze on now, if any: while it is on, no purchase starts."""
-    _viewer()
+    viewer()
     return jsonify(controls.freeze_state(db.session()))
 
 
@@ -77,7 +70,7 @@ def lift_freeze() -> Response:
     responses={200: s.PlanList, **READ_REFUSALS},
 )
 def plans() -> Response:
-    _viewer()
+    viewer()
     return jsonify(items=controls.list_plans(db.session()))
 
 

@@ -7,12 +7,12 @@ from flask import jsonify, stream_with_context, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from app.api import blueprint, body_token
+from app.api import blueprint, body_token, viewer
 from app.api import schemas as s
 from app.api.openapi import operation
 from app.db import db
 from app.domain.errors import DomainError
-from app.domain.rbac import Action, Principal, require
+from app.domain.rbac import Action
 from app.links import link_rate_limit, signed_in
 from app.services import approvals, creating, execution_reads, retry, retry_batches
 from app.services.history_export import csv_lines
@@ -20,13 +20,6 @@ from app.services.identity import principal_for
 
 # What any route that takes an id may answer besides its success.
 REFUSALS = {status: s.ErrorBody for status in (400, 401, 403, 404)}
-
-
-def _viewer() -> Principal:
-    """The signed-in user, refused with 403 unless they may view purchases."""
-    principal = principal_for(current_user)
-    require(principal, Action.VIEW)
-    return principal
 
 
 @blueprint.post("/purchases")
@@ -184,7 +177,7 @@ def history(query: s.HistoryQuery) -> Response:
     `plan_id`, `created_by_user_id`, `error_contains`, `created_after`,
     `created_before`, `execution_id`): newest first; `next` is the cursor of the
     following page (keyset: every page costs the same, however deep)."""
-    _viewer()
+    viewer()
     filters = execution_reads.HistoryFilter.parse(query.filter_args())
     limit = query.limit or execution_reads.DEFAULT_PAGE_SIZE
     before = query.before
@@ -215,7 +208,7 @@ def history_export(query: s.HistoryFilterQuery) -> Response:
     """Every execution `/api/history`'s filters match, newest first, as CSV (streamed;
     cells a spreadsheet would run as formulas are neutralised). Filters are checked
     before the first byte, so a bad one is still a JSON 400."""
-    _viewer()
+    viewer()
     filters = execution_reads.HistoryFilter.parse(query.filter_args())
     lines = csv_lines(db.session(), filters)
     return Response(
@@ -233,7 +226,7 @@ def history_export(query: s.HistoryFilterQuery) -> Response:
 )
 def execution_detail(execution_id: str) -> Response:
     """One execution with its recommendations and lineage."""
-    _viewer()
+    viewer()
     policy = retry.current_policy()
     session = db.session()
     row = execution_reads.find_execution(session, execution_id)
