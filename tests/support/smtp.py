@@ -9,6 +9,8 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email import message_from_bytes
+from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
 
@@ -48,6 +50,28 @@ class ScriptedSmtp:
         return "250 Message accepted"
 
 
+@dataclass(frozen=True)
+class Received:
+    """One message as its reader sees it: whom it went to, its subject and its parts."""
+
+    to: str
+    subject: str
+    text: str
+    html: str | None
+
+
+def read(envelope) -> Received:
+    """The message an SMTP envelope carries, decoded."""
+    message = message_from_bytes(envelope.original_content, policy=default_policy)
+    html = message.get_body(("html",))
+    return Received(
+        to=str(message["To"]),
+        subject=str(message["Subject"]),
+        text=message.get_body(("plain",)).get_content(),
+        html=html.get_content() if html is not None else None,
+    )
+
+
 @dataclass
 class SmtpServer:
     host: str
@@ -57,6 +81,10 @@ class SmtpServer:
     @property
     def messages(self) -> list:
         return self.handler.messages
+
+    def received(self) -> list[Received]:
+        """Every message accepted so far, decoded, in the order it came."""
+        return [read(envelope) for envelope in self.messages]
 
 
 @contextmanager

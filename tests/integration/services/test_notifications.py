@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from email import message_from_bytes
-from email.policy import default as default_policy
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -23,6 +21,7 @@ from tests.factories import (
     make_user,
     owed_approval_email,
 )
+from tests.support.smtp import read
 
 
 @pytest.fixture
@@ -50,8 +49,7 @@ def lost_approval_emails(session, *, now) -> list:
 
 
 def token_in(envelope, action: str) -> str:
-    text = message_from_bytes(envelope.original_content, policy=default_policy)
-    body = text.get_body(("plain",)).get_content()
+    body = read(envelope).text
     line = next(line for line in body.splitlines() if line.startswith(f"{action.title()}:"))
     (token,) = parse_qs(urlsplit(line.split(":", 1)[1].strip()).query)["token"]
     return token

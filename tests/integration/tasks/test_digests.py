@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from email import message_from_bytes
-from email.policy import default as default_policy
 
 import pytest
 from sqlalchemy import func, select
@@ -56,9 +54,8 @@ def seed(session, rows: int):
 def digests_by_recipient(mailbox) -> dict[str, list[str]]:
     """Each message's recipient and the bodies it got."""
     found: dict[str, list[str]] = defaultdict(list)
-    for envelope in mailbox.messages:
-        message = message_from_bytes(envelope.original_content, policy=default_policy)
-        found[str(message["To"])].append(message.get_body(("plain",)).get_content())
+    for mail in mailbox.received():
+        found[mail.to].append(mail.text)
     return found
 
 

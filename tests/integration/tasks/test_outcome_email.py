@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from email import message_from_bytes
-from email.policy import default as default_policy
 
 import pytest
 from sqlalchemy import select
@@ -21,6 +19,7 @@ from app.task_names import SEND_OUTCOME_EMAIL
 from tasks.maintenance import recover_lapsed_work
 from tests.factories import make_account, make_execution, make_user, recommendation
 from tests.support.commands import wait_until
+from tests.support.smtp import read
 
 pytestmark = pytest.mark.worker
 
@@ -67,14 +66,6 @@ def settled(execution_id, kind: str = "outcome") -> Notification:
     )
 
 
-def parts(envelope) -> tuple[str, str, str]:
-    """The subject, the text part and the HTML part of a received message."""
-    message = message_from_bytes(envelope.original_content, policy=default_policy)
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
-    return str(message["Subject"]), text, html
-
-
 def line_about(body: str, resource_type: str, *, separator: str) -> str:
     (line,) = [chunk for chunk in body.split(separator) if resource_type in chunk]
     return line
@@ -96,7 +87,8 @@ def test_one_email_tells_the_creator_how_each_item_ended(
     time.sleep(0.5)
     (envelope,) = mailbox.messages
     assert envelope.rcpt_tos == [alice.email]  # the creator, not the account's contact
-    subject, text, html = parts(envelope)
+    mail = read(envelope)
+    subject, text, html = mail.subject, mail.text, mail.html
     assert subject == "Purchase partially completed: 2 of 3 commitments bought"
     expected = {
         "m5.large": ("purchased", "sim-m5-0001"),
@@ -156,8 +148,7 @@ def test_a_transient_refusal_is_retried_until_the_server_takes_it(
     assert sent.state == "sent" and sent.attempts >= 2
     time.sleep(0.5)
     assert len(server.messages) == 1
-    subject, _, _ = parts(server.messages[0])
-    assert subject.startswith("Purchase failed: 2 of 3")
+    assert read(server.messages[0]).subject.startswith("Purchase failed: 2 of 3")
 
 
 def test_beat_queues_a_lost_outcome_email_to_the_outcome_task(committed_db, celery_worker, mailbox):
@@ -186,7 +177,7 @@ def test_beat_queues_a_lost_outcome_email_to_the_outcome_task(committed_db, cele
     assert settled(ended.execution_id).state == "sent"
     assert settled(pending.execution_id, "approval").state == "sent"
     time.sleep(0.5)
-    subjects = sorted(parts(envelope)[0] for envelope in mailbox.messages)
+    subjects = sorted(mail.subject for mail in mailbox.received())
     assert len(subjects) == 2
     assert subjects[0].startswith("Approval needed: 1 commitment purchase")
     assert subjects[1].startswith("Purchase completed:")

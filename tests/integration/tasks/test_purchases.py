@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import timedelta
-from email import message_from_bytes
-from email.policy import default as default_policy
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -32,6 +30,7 @@ from tests.integration.tasks.flows import (
 )
 from tests.support.commands import start_worker, stop_worker, wait_until
 from tests.support.retries import request_retry
+from tests.support.smtp import read
 
 pytestmark = pytest.mark.worker
 
@@ -50,9 +49,8 @@ def test_retry_through_the_worker_sends_one_approval_email(committed_db, celery_
     (envelope,) = mailbox.messages
     assert envelope.rcpt_tos == ["finops@example.com"]
     assert envelope.mail_from == "purchases@example.com"
-    message = message_from_bytes(envelope.original_content, policy=default_policy)
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    mail = read(envelope)
+    text, html = mail.text, mail.html
     assert "$4,200.00" in text and "$310.25" in text and "$4,200.00" in html
     assert sum(line.startswith("- aws ec2") for line in text.splitlines()) == 3
     assert html.count("<tr><td>aws ec2") == 3
