@@ -61,6 +61,9 @@ class Settings:
     schedule_check_seconds: int = 30
     # Hours before a scheduled execution starts that its approvers are reminded; 0: never.
     schedule_reminder_hours: int = 24
+    # Seconds a bulk retry's outcome emails wait for the rest of the batch to end, so
+    # each creator gets one digest of the rows that ended meanwhile (OUTCOME_DIGEST_SECONDS).
+    outcome_digest_seconds: int = 120
     # Money (upfront, USD) stuck in failed rows above which channels get a failure
     # digest, once a day per threshold (CHANNEL_FAILED_MONEY_THRESHOLD); 0: never.
     channel_failed_money_threshold: float = 0.0
@@ -125,6 +128,9 @@ class Settings:
             ),
             schedule_reminder_hours=reader.integer(
                 "SCHEDULE_REMINDER_HOURS", 24, minimum=0, maximum=24 * 31
+            ),
+            outcome_digest_seconds=reader.integer(
+                "OUTCOME_DIGEST_SECONDS", 120, minimum=0, maximum=24 * 3600
             ),
             channel_failed_money_threshold=reader.number(
                 "CHANNEL_FAILED_MONEY_THRESHOLD", 0.0, minimum=0.0

@@ -18,6 +18,8 @@ SEND_APPROVAL_EMAILS = "notifications.send_approval_emails"
 # A bulk retry's approval emails: one digest per person, once the batch is settled.
 SEND_APPROVAL_DIGEST = "notifications.send_approval_digest"
 SEND_OUTCOME_EMAIL = "notifications.send_outcome_email"
+# A bulk retry's outcome emails: one digest per creator of the rows that ended together.
+SEND_OUTCOME_DIGEST = "notifications.send_outcome_digest"
 # The reminder before a scheduled execution starts.
 SEND_REMINDER_EMAIL = "notifications.send_reminder_email"
 # The task that sends each kind of email (the sweep queues lost ones through it).
@@ -25,6 +27,11 @@ SEND_EMAIL_OF_KIND = {
     NotificationKind.APPROVAL: SEND_APPROVAL_EMAIL,
     NotificationKind.OUTCOME: SEND_OUTCOME_EMAIL,
     NotificationKind.REMINDER: SEND_REMINDER_EMAIL,
+}
+# The task that sends a bulk retry's digest of each kind.
+SEND_DIGEST_OF_KIND = {
+    NotificationKind.APPROVAL: SEND_APPROVAL_DIGEST,
+    NotificationKind.OUTCOME: SEND_OUTCOME_DIGEST,
 }
 
 EXPIRE_PENDING = "maintenance.expire_pending_executions"
@@ -46,6 +53,7 @@ ALL = (
     SEND_APPROVAL_EMAILS,
     SEND_APPROVAL_DIGEST,
     SEND_OUTCOME_EMAIL,
+    SEND_OUTCOME_DIGEST,
     EXPIRE_PENDING,
     REAP_STUCK,
     RECOVER_LAPSED,

@@ -558,6 +558,8 @@ def check(
 
 APPROVAL_SUBJECT = "Approval needed:"
 OUTCOME_EXECUTION = re.compile(r"^Execution: ([0-9a-f-]{36})", re.MULTILINE)
+OUTCOME_DIGEST_SUBJECT = "Outcome of a retry:"
+OUTCOME_DIGEST_ROW = re.compile(r"^- ([0-9a-f-]{36}),", re.MULTILINE)
 
 
 def sort_mail(handler: CountingSmtp) -> tuple[list[str | None], list[str], int]:
@@ -571,6 +573,9 @@ def sort_mail(handler: CountingSmtp) -> tuple[list[str | None], list[str], int]:
         if subject.startswith(APPROVAL_SUBJECT):
             # A bulk retry's digest names each of its rows by its approve link.
             approvals.extend(APPROVE_LINK.findall(body) or [None])
+        elif subject.startswith(OUTCOME_DIGEST_SUBJECT):
+            # A bulk retry's outcome digest names each row that ended in its window.
+            outcomes.extend(OUTCOME_DIGEST_ROW.findall(body))
         elif (about := OUTCOME_EXECUTION.search(body)) is not None:
             outcomes.append(about.group(1))
         else:

@@ -16,7 +16,7 @@ from app.task_names import (
     REAP_STUCK,
     RECOVER_LAPSED,
     RELEASE_DUE,
-    SEND_APPROVAL_DIGEST,
+    SEND_DIGEST_OF_KIND,
     SEND_EMAIL_OF_KIND,
     SEND_OUTCOME_EMAIL,
     SEND_REMINDER_EMAIL,
@@ -60,8 +60,8 @@ def recover_lapsed_work(_task: Task) -> dict[str, int]:
         background.enqueue(SEND_OUTCOME_EMAIL, [str(execution_id)])
     for kind, execution_id in recovered.emails:
         background.enqueue(SEND_EMAIL_OF_KIND[kind], [str(execution_id)])
-    for batch_id in recovered.digests:
-        background.enqueue(SEND_APPROVAL_DIGEST, [str(batch_id)])
+    for kind, batch_id in recovered.digests:
+        background.enqueue(SEND_DIGEST_OF_KIND[kind], [str(batch_id)])
     return {
         "chunks": len(recovered.chunks),
         "executions": len(recovered.executions),

@@ -1,8 +1,8 @@
 """`notifications.send_approval_email`, `notifications.send_outcome_email` and
 `notifications.send_reminder_email`: each email settled once per execution;
-`notifications.send_approval_digest`: a bulk retry's approval emails, one message per
-person. Thin: the outbox lives in `app.services.notifications` and
-`app.services.digests`."""
+`notifications.send_approval_digest` and `notifications.send_outcome_digest`: a bulk
+retry's approval emails, and its outcome emails, one message per person. Thin: the
+outbox lives in `app.services.notifications` and `app.services.digests`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from app.task_names import (
     SEND_APPROVAL_DIGEST,
     SEND_APPROVAL_EMAIL,
     SEND_APPROVAL_EMAILS,
+    SEND_OUTCOME_DIGEST,
     SEND_OUTCOME_EMAIL,
     SEND_REMINDER_EMAIL,
 )
@@ -69,7 +70,16 @@ def send_approval_email(task: ProductTask, execution_id: str) -> str:
 
 @database_task(SEND_OUTCOME_EMAIL, ignore_result=True)
 def send_outcome_email(task: ProductTask, execution_id: str) -> str:
-    """The outcome email of an ended execution, to its creator (or the account contact)."""
+    """The outcome email of an ended execution, to its creator (or the account contact).
+    A bulk retry's row waits in its batch's outcome digest instead: the first of a
+    window queues the digest for when the window closes."""
+    with unit_of_work() as session:
+        window = digests.outcome_window_to_queue(session, uuid.UUID(execution_id))
+    if window is not None:
+        batch_id, closes_at = window
+        wait = max(0.0, (closes_at - utcnow()).total_seconds())
+        background.enqueue(SEND_OUTCOME_DIGEST, [str(batch_id)], countdown=wait)
+        return "in the batch's outcome digest"
     return _send(task, execution_id, _claim_outcome_email)
 
 
@@ -175,16 +185,40 @@ def _record_sent(emails: list[deliveries.OutgoingEmail]) -> None:
 @database_task(SEND_APPROVAL_DIGEST, ignore_result=True)
 def send_approval_digest(task: ProductTask, batch_id: str) -> dict[str, int]:
     """A bulk retry's approval emails: one digest per person, over one SMTP connection.
+    After a transient refusal this task comes again after the backoff for what is
+    still owed (`_send_digests`)."""
+    return _send_digests(task, SEND_APPROVAL_DIGEST, batch_id, digests.claim_approval_digest)
 
-    The rows are claimed once, so a redelivered task sends nothing twice. A row is sent
-    when any message listing it was taken; one no message took is recorded as the
-    single email would be, and after a transient refusal this task comes again after
-    the backoff for what is still owed.
-    """
+
+@database_task(SEND_OUTCOME_DIGEST, ignore_result=True)
+def send_outcome_digest(task: ProductTask, batch_id: str) -> dict[str, int]:
+    """A bulk retry's outcome emails whose window has closed: one digest per creator."""
+    return _send_digests(task, SEND_OUTCOME_DIGEST, batch_id, digests.claim_outcome_digest)
+
+
+class DigestClaim(Protocol):
+    def __call__(
+        self,
+        session: Session,
+        batch_id: uuid.UUID,
+        *,
+        owner: str,
+        settings: Settings,
+        now: datetime,
+    ) -> list[deliveries.OutgoingEmail]: ...
+
+
+def _send_digests(
+    task: ProductTask, task_name: str, batch_id: str, claim: DigestClaim
+) -> dict[str, int]:
+    """Claim a batch's digest, send each message once, and record each row's email: sent
+    when any message listing it was taken, else as the single email would be. The rows
+    are claimed once, so a redelivered task sends nothing twice; what a transient
+    refusal leaves owed comes again through `task_name` after the backoff."""
     settings = get_settings()
     with leases.holding(task.run_id):
         with unit_of_work() as session:
-            emails = digests.claim_approval_digest(
+            emails = claim(
                 session, uuid.UUID(batch_id), owner=task.run_id, settings=settings, now=utcnow()
             )
         messages: dict[int, list[deliveries.OutgoingEmail]] = {}
@@ -213,7 +247,7 @@ def send_approval_digest(task: ProductTask, batch_id: str) -> dict[str, int]:
             ]
     due = [wait for wait in waits if wait is not None]
     if due:
-        background.enqueue(SEND_APPROVAL_DIGEST, [batch_id], countdown=max(due))
+        background.enqueue(task_name, [batch_id], countdown=max(due))
     return {
         "messages": len(messages),
         "rows": len(outcome),

@@ -1,4 +1,4 @@
-"""A bulk retry's approval emails as one digest per person.
+"""A bulk retry's approval emails, and its outcome emails, as one digest per person.
 
 A bulk retry owes an approval email per successor, as every retry does, in the
 transaction that creates it (`notifications.owe_approval_emails(..., digest=batch_id)`);
@@ -15,6 +15,12 @@ a further message. Each row's notification is settled as a single email's would 
 (`app.services.deliveries`): sent when any recipient's server took a message listing
 it, retried after a backoff otherwise (the retry is this digest's task again, for what
 is still owed).
+
+The rows' outcome emails are a digest too: a row of the batch that ends owes its
+email in the batch's open window (`notifications.owe_outcome_email`), and the first
+row still waiting in a window queues its digest for when it closes
+(`outcome_window_to_queue`); `claim_outcome_digest` then sends each creator one message
+listing the rows that ended meanwhile.
 """
 
 from __future__ import annotations
@@ -52,12 +58,14 @@ from app.services.approvers import Approvers
 from app.services.deliveries import OutgoingEmail, outgoing
 from app.services.email_message import compose, details_url
 from app.services.link_tokens import hash_token, issue_links_for_many, new_token
-from app.services.notifications import approval_recipients, claim_where
+from app.services.notifications import approval_recipients, claim_where, outcome_recipient
+from app.services.outcome_email import render_digest
 from app.services.purchase_summary import money
 
 # Rows per message: a digest stays a readable email of a few hundred kilobytes.
 DIGEST_MAX_ROWS = 500
 APPROVAL = NotificationKind.APPROVAL.value
+OUTCOME = NotificationKind.OUTCOME.value
 
 
 def digest_due(session: Session, batch_id: uuid.UUID) -> bool:
@@ -189,6 +197,66 @@ def render(
         text=render_template("email/digest.txt", **context),
         html=render_template("email/digest.html", **context),
     )
+
+
+# The outcome digest ------------------------------------------------------------------
+
+
+def outcome_window_to_queue(
+    session: Session, execution_id: uuid.UUID
+) -> tuple[uuid.UUID, datetime] | None:
+    """The batch and closing time of the outcome window the ended `execution_id`'s
+    email waits in, when it is the first still waiting there: its task queues that
+    window's digest, the others leave it be. None for an email that goes on its own,
+    or is no longer waiting (a digest has taken it)."""
+    mine = session.execute(
+        select(Notification.batch_id, Notification.due_at).where(
+            Notification.execution_id == execution_id,
+            Notification.kind == OUTCOME,
+            Notification.batch_id.is_not(None),
+            Notification.state == NotificationState.QUEUED.value,
+        )
+    ).first()
+    if mine is None or mine.batch_id is None:
+        return None
+    batch_id, due_at = mine.batch_id, mine.due_at
+    first = session.scalar(
+        select(Notification.execution_id)
+        .where(
+            Notification.batch_id == batch_id,
+            Notification.kind == OUTCOME,
+            Notification.state == NotificationState.QUEUED.value,
+            Notification.due_at == due_at,
+        )
+        .order_by(Notification.created_at, Notification.id)
+        .limit(1)
+    )
+    return (batch_id, due_at) if first == execution_id else None
+
+
+def claim_outcome_digest(
+    session: Session, batch_id: uuid.UUID, *, owner: str, settings: Settings, now: datetime
+) -> list[OutgoingEmail]:
+    """Claim the batch's outcome emails that are due and prepare one message per
+    recipient (the row's creator, else its account's contact; `outcome_recipient`)
+    listing their rows, at most `DIGEST_MAX_ROWS` to a message; the rows of one message
+    share it, as an approval digest's do."""
+    rows_of: dict[str, list[tuple[Notification, PurchaseExecution]]] = defaultdict(list)
+    for notification, execution in claim_where(
+        session, Notification.batch_id == batch_id, NotificationKind.OUTCOME, owner=owner, now=now
+    ):
+        recipient = outcome_recipient(session, notification, execution, settings=settings, now=now)
+        if recipient is not None:
+            rows_of[recipient].append((notification, execution))
+    emails: list[OutgoingEmail] = []
+    for recipient, rows in rows_of.items():
+        for start in range(0, len(rows), DIGEST_MAX_ROWS):
+            part = rows[start : start + DIGEST_MAX_ROWS]
+            message = render_digest(
+                [execution for _, execution in part], settings=settings, recipient=recipient
+            )
+            emails += [outgoing(notification, recipient, message) for notification, _ in part]
+    return emails
 
 
 # The digest's page: the rows it listed, and approving the ones ticked -----------------

@@ -85,7 +85,8 @@ class Recovered:
     chunks: list[tuple[uuid.UUID, int]] = field(default_factory=list)
     executions: list[uuid.UUID] = field(default_factory=list)
     emails: list[tuple[NotificationKind, uuid.UUID]] = field(default_factory=list)
-    digests: list[uuid.UUID] = field(default_factory=list)  # bulk retries' batch ids
+    # Bulk retries' digests: the kind (approval or outcome) and the batch id.
+    digests: list[tuple[NotificationKind, uuid.UUID]] = field(default_factory=list)
     interrupted: list[uuid.UUID] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -145,12 +146,12 @@ def recover_lapsed_work(session: Session, *, now: datetime) -> Recovered:
             recovered.interrupted.append(execution_id)
     owed = notifications.owe_missing_approval_emails(session, now=now, after=UNOWED_AFTER)
     recovered.emails = [(NotificationKind.APPROVAL, id_) for id_ in owed]
-    digests: set[uuid.UUID] = set()
+    digests: set[tuple[NotificationKind, uuid.UUID]] = set()
     for kind, execution_id, batch_id in notifications.lapsed_emails(session, now=now):
         if batch_id is None:
             recovered.emails.append((kind, execution_id))
         else:
-            digests.add(batch_id)
+            digests.add((kind, batch_id))
     recovered.digests = sorted(digests)
     return recovered
 

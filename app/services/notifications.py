@@ -29,6 +29,7 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     exists,
+    func,
     insert,
     or_,
     select,
@@ -36,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.domain.approvals import NO_APPROVER, ApprovalPolicy
 from app.domain.outbox import SENDABLE_WHILE, NotificationKind, NotificationState
 from app.domain.recommendations import malformed_reason
@@ -103,9 +104,38 @@ def owe_approval_emails(
 
 def owe_outcome_email(session: Session, execution_id: uuid.UUID, *, now: datetime) -> None:
     """Record that the ended `execution_id` needs its outcome email (in the transaction
-    that settles it)."""
-    session.add(Notification(execution_id=execution_id, kind=OUTCOME, due_at=now))
+    that settles it).
+
+    A row of a bulk retry (its approval email went in the batch's digest) joins the
+    batch's outcome digest (`app.services.digests`): its email waits until the open
+    window of that batch closes, or opens one `OUTCOME_DIGEST_SECONDS` long, so the rows
+    that end meanwhile reach each creator as one message."""
+    batch_id = session.scalar(
+        select(Notification.batch_id).where(
+            Notification.execution_id == execution_id,
+            Notification.kind == APPROVAL,
+            Notification.batch_id.is_not(None),
+        )
+    )
+    due_at = now if batch_id is None else _outcome_window(session, batch_id, now)
+    session.add(
+        Notification(execution_id=execution_id, kind=OUTCOME, due_at=due_at, batch_id=batch_id)
+    )
     channels.owe_outcome(session, execution_id, now=now)
+
+
+def _outcome_window(session: Session, batch_id: uuid.UUID, now: datetime) -> datetime:
+    """When the batch's open outcome window closes: that of an outcome email still
+    waiting in it, else a new one from now."""
+    open_until = session.scalar(
+        select(func.min(Notification.due_at)).where(
+            Notification.batch_id == batch_id,
+            Notification.kind == OUTCOME,
+            Notification.state == NotificationState.QUEUED.value,
+            Notification.due_at > now,
+        )
+    )
+    return open_until or now + timedelta(seconds=get_settings().outcome_digest_seconds)
 
 
 def owe_missing_approval_emails(
@@ -337,8 +367,25 @@ def claim_outcome_email(
     if not claimed:
         return None
     notification, execution = claimed[0]
+    recipient = outcome_recipient(session, notification, execution, settings=settings, now=now)
+    if recipient is None:
+        return None
     account = execution.cloud_account
-    recipient = _creator_email(session, execution) or _contact_email(account)
+    message = outcome_email.render(execution, account, settings=settings, recipient=recipient)
+    return outgoing(notification, recipient, message)
+
+
+def outcome_recipient(
+    session: Session,
+    notification: Notification,
+    execution: PurchaseExecution,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> str | None:
+    """Who the claimed outcome email goes to: the creator, else the account's contact.
+    None when it cannot be sent, which gives it up (no FROM_EMAIL, no recipient)."""
+    recipient = _creator_email(session, execution) or _contact_email(execution.cloud_account)
     problem = (
         FROM_EMAIL_MISSING
         if not settings.from_email
@@ -347,9 +394,7 @@ def claim_outcome_email(
     if problem is not None:
         give_up(session, notification, problem, now=now)
         return None
-    assert recipient is not None
-    message = outcome_email.render(execution, account, settings=settings, recipient=recipient)
-    return outgoing(notification, recipient, message)
+    return recipient
 
 
 def _contact_email(account: CloudAccount | None) -> str | None:

@@ -6,6 +6,7 @@ to the execution in the panel. The executor's per-item fields say it all (`purch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from email.mime.multipart import MIMEMultipart
 from typing import Any
 
@@ -18,7 +19,7 @@ from app.domain.recommendations import items_of
 from app.domain.statuses import Status
 from app.models import CloudAccount, PurchaseExecution
 from app.services.email_message import compose, details_url
-from app.services.purchase_summary import Line, line_of, summarize
+from app.services.purchase_summary import Line, line_of, money, summarize
 
 HEADLINES = {
     Status.COMPLETED: "Purchase completed",
@@ -54,6 +55,26 @@ def outcome_of(item: dict[str, Any]) -> ItemOutcome:
     return ItemOutcome(line_of(item), NOT_PURCHASED, "the run stopped before this item")
 
 
+def headline_of(
+    execution: PurchaseExecution, items: list[ItemOutcome] | None = None
+) -> tuple[str, str]:
+    """How the row ended, and what it bought of what was selected ("2 of 3 commitments
+    bought"; a dry run counts what was quoted), so the inbox alone tells a complete
+    purchase from a partial one."""
+    if items is None:
+        items = [outcome_of(item) for item in items_of(execution.recommendations)]
+    selected = sum(item.outcome != SKIPPED for item in items)
+    if execution.purchase_mode == PurchaseMode.DRY_RUN:
+        quoted = sum(item.outcome == QUOTED for item in items)
+        return (
+            f"Dry run {execution.status.replace('_', ' ')}",
+            f"{quoted} of {selected} commitments quoted, nothing bought",
+        )
+    purchased = sum(item.outcome == PURCHASED for item in items)
+    headline = HEADLINES.get(Status(execution.status), f"Purchase {execution.status}")
+    return headline, f"{purchased} of {selected} commitments bought"
+
+
 def render(
     execution: PurchaseExecution,
     account: CloudAccount | None,
@@ -63,18 +84,11 @@ def render(
 ) -> MIMEMultipart:
     """The message: a text and an HTML part with the status and the row's error, the
     totals, one line per recommendation with its outcome, and the panel's detail page.
-    The subject counts what was bought of what was selected, so the inbox alone tells
-    a complete purchase from a partial one."""
+    The subject is `headline_of`'s."""
     summary = summarize(execution)
     items = [outcome_of(item) for item in items_of(execution.recommendations)]
-    selected = [item for item in items if item.outcome != SKIPPED]
-    purchased = sum(item.outcome == PURCHASED for item in items)
-    headline = HEADLINES.get(Status(execution.status), f"Purchase {execution.status}")
-    subject = f"{headline}: {purchased} of {len(selected)} commitments bought"
-    if execution.purchase_mode == PurchaseMode.DRY_RUN:
-        headline = f"Dry run {execution.status.replace('_', ' ')}"
-        quoted = sum(item.outcome == QUOTED for item in items)
-        subject = f"{headline}: {quoted} of {len(selected)} commitments quoted, nothing bought"
+    headline, counted = headline_of(execution, items)
+    subject = f"{headline}: {counted}"
     context = {
         "execution": execution,
         "account": account,
@@ -91,4 +105,33 @@ def render(
         settings=settings,
         text=render_template("email/outcome.txt", **context),
         html=render_template("email/outcome.html", **context),
+    )
+
+
+def render_digest(
+    executions: list[PurchaseExecution], *, settings: Settings, recipient: str
+) -> MIMEMultipart:
+    """A bulk retry's outcome emails to one person as one message: how many ended how,
+    the upfront cost of what completed, and one line per row with its headline, what
+    it bought, its error and its detail page."""
+    counts: dict[str, int] = {}
+    for execution in executions:
+        counts[execution.status] = counts.get(execution.status, 0) + 1
+    completed = [e for e in executions if e.status == Status.COMPLETED.value]
+    tally = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+    plural = "s" if len(executions) != 1 else ""
+    context = {
+        "rows": [(execution, *headline_of(execution)) for execution in executions],
+        "count": len(executions),
+        "tally": tally,
+        "upfront": money(sum((e.total_upfront_cost for e in completed), Decimal(0))),
+        "money": money,
+        "details_url": lambda execution: details_url(settings, execution.execution_id),
+    }
+    return compose(
+        f"Outcome of a retry: {len(executions)} purchase{plural}, {tally}",
+        recipient=recipient,
+        settings=settings,
+        text=render_template("email/outcome_digest.txt", **context),
+        html=render_template("email/outcome_digest.html", **context),
     )
