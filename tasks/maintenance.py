@@ -9,7 +9,7 @@ from celery import Task
 from app import background
 from app.config import get_settings
 from app.db import unit_of_work, utcnow
-from app.services import approvals, maintenance, notifications, retry, schedules
+from app.services import approvals, maintenance, reminders, retry, schedules
 from app.task_names import (
     EXPIRE_PENDING,
     FORGET_SIGN_IN_FAILURES,
@@ -99,9 +99,7 @@ def send_schedule_reminders(_task: Task) -> list[str]:
     if not hours:
         return []
     with unit_of_work() as session:
-        owed = notifications.owe_schedule_reminders(
-            session, now=utcnow(), ahead=timedelta(hours=hours)
-        )
+        owed = reminders.owe_schedule_reminders(session, now=utcnow(), ahead=timedelta(hours=hours))
     for execution_id in owed:
         background.enqueue(SEND_REMINDER_EMAIL, [str(execution_id)])
     return [str(execution_id) for execution_id in owed]

@@ -18,7 +18,7 @@ from app import background
 from app.config import Settings, get_settings
 from app.db import unit_of_work, utcnow
 from app.mail import SendFailure, send_message
-from app.services import deliveries, digests, leases, notifications
+from app.services import deliveries, digests, leases, notifications, reminders
 from app.task_names import (
     SEND_APPROVAL_DIGEST,
     SEND_APPROVAL_EMAIL,
@@ -86,7 +86,7 @@ def send_outcome_email(task: ProductTask, execution_id: str) -> str:
 @database_task(SEND_REMINDER_EMAIL, ignore_result=True)
 def send_reminder_email(task: ProductTask, execution_id: str) -> str:
     """The reminder to the approvers that a scheduled execution starts soon."""
-    return _send(task, execution_id, notifications.claim_reminder_email)
+    return _send(task, execution_id, reminders.claim_reminder_email)
 
 
 def _send(task: ProductTask, execution_id: str, claim: Claim) -> str:

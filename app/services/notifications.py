@@ -14,9 +14,8 @@ notification to a new task only when its task was lost or its worker died mid-se
 (`lapsed_emails`); that second task sends a second copy (an approval email's with
 tokens of its own, so the links of every copy work).
 
-A third kind, the reminder before a scheduled execution starts, is owed by beat
-(`owe_schedule_reminders`, once per row: `purchase_executions.reminder_sent_at`) and
-claimed like the others (`claim_reminder_email`).
+A third kind, the reminder before a scheduled execution starts, has its own module
+(`app.services.reminders`) and is claimed through the same `claim_where`.
 """
 
 from __future__ import annotations
@@ -47,17 +46,13 @@ from app.models import (
     CloudAccount,
     Notification,
     PurchaseExecution,
-    PurchasePlan,
     User,
 )
 from app.services import (
     approval_email,
-    audit,
     channels,
     leases,
     outcome_email,
-    reminder_email,
-    schedules,
 )
 from app.services.approvers import Approvers
 from app.services.deliveries import OutgoingEmail, give_up, outgoing, settle
@@ -68,7 +63,6 @@ NO_OUTCOME_RECIPIENT = (
     "no recipient for the outcome email: the execution has no creator "
     "and the account no contact_email"
 )
-NO_REMINDER_RECIPIENT = "no recipient for the reminder: nobody may approve this execution"
 APPROVAL = NotificationKind.APPROVAL.value
 OUTCOME = NotificationKind.OUTCOME.value
 REMINDER = NotificationKind.REMINDER.value
@@ -406,120 +400,3 @@ def _creator_email(session: Session, execution: PurchaseExecution) -> str | None
         return None
     creator = session.get(User, execution.created_by_user_id)
     return creator.email if creator is not None else None
-
-
-# The reminder before a scheduled execution starts ------------------------------------
-
-
-def owe_schedule_reminders(session: Session, *, now: datetime, ahead: timedelta) -> list[uuid.UUID]:
-    """Record the reminder of every `pending` or `approved` row whose `scheduled_for`
-    is still in the future and no more than `ahead` away, and that has had none: each
-    row is marked (`reminder_sent_at`) by the conditional UPDATE that picks it, in the
-    transaction that owes its email, so two beat runs at once remind it once. Audited
-    as `execution.reminder_owed`. Returns the rows, for the caller to queue their
-    emails after the commit. `updated_at` stays: a reminder is no progress."""
-    if ahead <= timedelta(0):
-        return []
-    owed = session.execute(
-        update(PurchaseExecution)
-        .where(
-            PurchaseExecution.status.in_(
-                [status.value for status in SENDABLE_WHILE[NotificationKind.REMINDER]]
-            ),
-            PurchaseExecution.scheduled_for.is_not(None),
-            PurchaseExecution.scheduled_for > now,
-            PurchaseExecution.scheduled_for <= now + ahead,
-            PurchaseExecution.reminder_sent_at.is_(None),
-            ~exists().where(
-                Notification.execution_id == PurchaseExecution.execution_id,
-                Notification.kind == REMINDER,
-            ),
-        )
-        .values(reminder_sent_at=now, updated_at=PurchaseExecution.updated_at)
-        .returning(PurchaseExecution.execution_id, PurchaseExecution.scheduled_for)
-        .execution_options(synchronize_session=False)
-    ).all()
-    if not owed:
-        return []
-    session.execute(
-        insert(Notification),
-        [{"execution_id": id_, "kind": REMINDER, "due_at": now} for id_, _ in owed],
-    )
-    channels.owe_schedule_reminder(session, [id_ for id_, _ in owed], now=now)
-    hours = ahead.total_seconds() / 3600
-    audit.record_all(
-        session,
-        (
-            audit.event(
-                "execution.reminder_owed",
-                execution_id=id_,
-                details={"scheduled_for": when and when.isoformat(), "hours_ahead": hours},
-            )
-            for id_, when in owed
-        ),
-    )
-    return [id_ for id_, _ in owed]
-
-
-def claim_reminder_email(
-    session: Session, execution_id: uuid.UUID, *, owner: str, settings: Settings, now: datetime
-) -> list[OutgoingEmail]:
-    """Claim the execution's reminder and prepare one message per recipient, or settle
-    it at once.
-
-    It goes to the people the approval email goes to (`Approvers.recipients`): those
-    who may still decide, or stop, the purchase. It is skipped when there is nothing
-    left to remind of: the row is no longer pending or approved, or its time has come
-    (run now, or the send was retried past it). With no FROM_EMAIL or nobody who may
-    approve, it fails for good with the reason in its `error` and the audit trail; the
-    execution stays as it is.
-    """
-    claimed = _claim(session, [execution_id], NotificationKind.REMINDER, owner=owner, now=now)
-    if not claimed:
-        return []
-    notification, execution = claimed[0]
-    if execution.scheduled_for is None or execution.scheduled_for <= now:
-        settle(notification, NotificationState.SKIPPED, now)
-        return []
-    policy = ApprovalPolicy(require_different_approver=settings.require_different_approver)
-    recipients = Approvers(session).recipients(execution, policy)
-    problem = (
-        FROM_EMAIL_MISSING
-        if not settings.from_email
-        else (None if recipients else NO_REMINDER_RECIPIENT)
-    )
-    if problem is not None:
-        give_up(session, notification, problem, now=now)
-        return []
-    holds = _holds(session, execution)
-    account = execution.cloud_account
-    return [
-        outgoing(
-            notification,
-            recipient.email,
-            reminder_email.render(
-                execution,
-                account,
-                settings=settings,
-                recipient=recipient.email,
-                now=now,
-                holds=holds,
-            ),
-        )
-        for recipient in recipients
-    ]
-
-
-def _holds(session: Session, execution: PurchaseExecution) -> list[str]:
-    """What would keep the row from starting at its time, as the reminder says it."""
-    holds = []
-    freeze = schedules.active_freeze(session)
-    if freeze is not None:
-        holds.append(
-            f"Purchases are frozen ({freeze.reason}): it waits until the freeze is lifted."
-        )
-    if execution.plan_id is not None:
-        plan = session.get(PurchasePlan, execution.plan_id)
-        if plan is not None and not plan.enabled:
-            holds.append(f"Its plan {plan.name!r} is paused: it waits until the plan is resumed.")
-    return holds

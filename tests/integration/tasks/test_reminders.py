@@ -19,7 +19,7 @@ from app.db import fresh_read, unit_of_work, utcnow
 from app.domain.staleness import UNSTARTED_AFTER
 from app.domain.statuses import Status
 from app.models import AuditEvent, Notification, PurchaseExecution, PurchaseFreeze
-from app.services import notifications
+from app.services import reminders
 from app.services.reminder_email import when_text
 from app.task_names import SEND_REMINDER_EMAIL, SEND_SCHEDULE_REMINDERS
 from tasks.maintenance import recover_lapsed_work, send_schedule_reminders
@@ -225,9 +225,7 @@ def test_a_row_cancelled_after_its_reminder_was_owed_gets_none(
 ):
     with unit_of_work() as session:
         row = scheduled_row(session, Status.PENDING, 3)
-        owed = notifications.owe_schedule_reminders(
-            session, now=utcnow(), ahead=timedelta(hours=24)
-        )
+        owed = reminders.owe_schedule_reminders(session, now=utcnow(), ahead=timedelta(hours=24))
     assert owed == [row.execution_id]
     with unit_of_work() as session:  # the approver cancels before the task runs
         session.execute(
@@ -273,7 +271,7 @@ def test_a_reminder_nobody_may_receive_fails_and_leaves_the_row_alone(
     run_beat_job()
 
     failed = settled(row.execution_id)
-    assert (failed.state, failed.error) == ("failed", notifications.NO_REMINDER_RECIPIENT)
+    assert (failed.state, failed.error) == ("failed", reminders.NO_REMINDER_RECIPIENT)
     with fresh_read() as session:
         assert session.get(PurchaseExecution, row.execution_id).status == "approved"
     assert actions_of(row.execution_id) == ["execution.reminder_owed", "reminder_email.failed"]
@@ -288,7 +286,7 @@ def test_a_lost_reminder_task_is_queued_again_by_the_sweep(
     long_ago = utcnow() - UNSTARTED_AFTER - timedelta(minutes=1)
     with unit_of_work() as session:
         row = scheduled_row(session, Status.APPROVED, 6)
-        notifications.owe_schedule_reminders(session, now=utcnow(), ahead=timedelta(hours=24))
+        reminders.owe_schedule_reminders(session, now=utcnow(), ahead=timedelta(hours=24))
         session.flush()
         session.execute(update(Notification).values(due_at=long_ago))
 
