@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from app.api import blueprint
 from app.api import schemas as s
+from app.api.fields import Request, Text
 from app.api.openapi import operation
 from app.db import db
 from app.domain.causes import MAX_NOTE_LENGTH
@@ -51,8 +52,8 @@ class CauseList(BaseModel):
     truncated: bool = Field(description="more causes exist than the largest ones listed")
 
 
-class MarkFixedBody(s._Request):
-    note: s.Text | None = Field(default=None, max_length=MAX_NOTE_LENGTH)
+class MarkFixedBody(Request):
+    note: Text | None = Field(default=None, max_length=MAX_NOTE_LENGTH)
 
 
 class MarkedFixed(BaseModel):

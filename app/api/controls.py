@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from app.api import blueprint, viewer
 from app.api import schemas as s
+from app.api.control_schemas import FreezeBody, FreezeLifted, FreezeState, PlanList, PlanSwitched
 from app.api.openapi import operation
 from app.db import db
 from app.services import controls
@@ -25,7 +26,7 @@ PLAN_REFUSALS = {**SWITCH_REFUSALS, 404: s.ErrorBody}
 @login_required
 @operation(
     summary="Whether purchases are frozen, why, by whom, since when",
-    responses={200: s.FreezeState, **READ_REFUSALS},
+    responses={200: FreezeState, **READ_REFUSALS},
     tags=("freeze",),
 )
 def purchase_freeze() -> Response:
@@ -38,11 +39,11 @@ def purchase_freeze() -> Response:
 @login_required
 @operation(
     summary="Freeze every purchase (admins, with a reason)",
-    body=s.FreezeBody,
-    responses={201: s.FreezeState, **SWITCH_REFUSALS},
+    body=FreezeBody,
+    responses={201: FreezeState, **SWITCH_REFUSALS},
     tags=("freeze",),
 )
-def freeze_purchases(body: s.FreezeBody | None) -> tuple[Response, int]:
+def freeze_purchases(body: FreezeBody | None) -> tuple[Response, int]:
     """`{"reason": ...}`: from now on no purchase starts; approved rows wait, nothing
     fails. 409 when purchases are frozen already."""
     reason = body.reason if body is not None else None
@@ -53,7 +54,7 @@ def freeze_purchases(body: s.FreezeBody | None) -> tuple[Response, int]:
 @login_required
 @operation(
     summary="Lift the freeze (admins): the approved rows that waited start",
-    responses={200: s.FreezeLifted, **SWITCH_REFUSALS},
+    responses={200: FreezeLifted, **SWITCH_REFUSALS},
     tags=("freeze",),
 )
 def lift_freeze() -> Response:
@@ -67,7 +68,7 @@ def lift_freeze() -> Response:
 @login_required
 @operation(
     summary="Every plan: paused or not, its next scheduled time, its waiting rows",
-    responses={200: s.PlanList, **READ_REFUSALS},
+    responses={200: PlanList, **READ_REFUSALS},
 )
 def plans() -> Response:
     viewer()
@@ -82,7 +83,7 @@ def _switched(outcome: controls.PlanOutcome) -> Response:
 @login_required
 @operation(
     summary="Pause a plan: its approved rows wait (admins, approve-any)",
-    responses={200: s.PlanSwitched, **PLAN_REFUSALS},
+    responses={200: PlanSwitched, **PLAN_REFUSALS},
 )
 def pause_plan(plan_id: str) -> Response:
     return _switched(controls.pause(principal_for(current_user), plan_id))
@@ -92,7 +93,7 @@ def pause_plan(plan_id: str) -> Response:
 @login_required
 @operation(
     summary="Resume a paused plan: its approved rows start (admins, approve-any)",
-    responses={200: s.PlanSwitched, **PLAN_REFUSALS},
+    responses={200: PlanSwitched, **PLAN_REFUSALS},
 )
 def resume_plan(plan_id: str) -> Response:
     return _switched(controls.resume(principal_for(current_user), plan_id))
@@ -102,7 +103,7 @@ def resume_plan(plan_id: str) -> Response:
 @login_required
 @operation(
     summary="Run a plan's next scheduled step now (admins, approve-any)",
-    responses={200: s.PlanSwitched, **PLAN_REFUSALS},
+    responses={200: PlanSwitched, **PLAN_REFUSALS},
 )
 def run_plan_now(plan_id: str) -> Response:
     """Brings the plan's next scheduled step forward to now: its approved rows start,

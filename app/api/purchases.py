@@ -9,6 +9,14 @@ from werkzeug.wrappers import Response
 
 from app.api import blueprint, body_token, viewer
 from app.api import schemas as s
+from app.api.bulk_schemas import (
+    BatchAccepted,
+    BatchQuery,
+    BatchState,
+    BulkRetryBody,
+    BulkRetryQuery,
+    RetryPreview,
+)
 from app.api.openapi import operation
 from app.db import db
 from app.domain.errors import DomainError
@@ -71,20 +79,20 @@ def retry_execution(execution_id: str, query: s.RetryQuery) -> tuple[Response, i
 @login_required
 @operation(
     summary="Retry many executions: by ids, or by a history filter (or preview it)",
-    query=s.BulkRetryQuery,
-    body=s.BulkRetryBody,
+    query=BulkRetryQuery,
+    body=BulkRetryBody,
     body_required=True,
     body_example='{"execution_ids": [...]} or {"filter": {...}}, and "force"',
     responses={
-        200: s.RetryPreview,
-        202: s.BatchAccepted,
+        200: RetryPreview,
+        202: BatchAccepted,
         400: s.ErrorBody,
         401: s.ErrorBody,
         403: s.ErrorBody,
     },
 )
 def bulk_retry_executions(
-    body: s.BulkRetryBody, query: s.BulkRetryQuery
+    body: BulkRetryBody, query: BulkRetryQuery
 ) -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
     """Bulk retry: `{"execution_ids": [...]}` (at most 10,000) or `{"filter": {...}}`,
     and `"force"`; answer 202 with the batch, whose rows the worker settles. With
@@ -103,10 +111,10 @@ def bulk_retry_executions(
 @login_required
 @operation(
     summary="A bulk retry's state and each row's outcome",
-    query=s.BatchQuery,
-    responses={200: s.BatchState, **REFUSALS},
+    query=BatchQuery,
+    responses={200: BatchState, **REFUSALS},
 )
-def retry_batch_state(batch_id: str, query: s.BatchQuery) -> Response:
+def retry_batch_state(batch_id: str, query: BatchQuery) -> Response:
     """The batch's state and each row's outcome (`?items=false` leaves the rows out);
     only its requester (or an admin) may read it."""
     session = db.session()

@@ -11,7 +11,7 @@ import pytest
 from openapi_spec_validator import validate
 from sqlalchemy import func, select
 
-from app.api.schemas import BulkRetryBody
+from app.api.bulk_schemas import BulkRetryBody
 from app.domain.statuses import Status
 from app.models import PurchaseExecution, RetryBatch
 from app.services.execution_reads import HistoryFilter
