@@ -15,7 +15,8 @@ recommended quantity: `UpfrontCost` and `RecurringStandardMonthlyCost` become th
 A Savings Plan's monthly cost is its hourly commitment over a month (730 hours) less what
 is paid upfront, spread over the term. Cost Explorer names regions as people read them
 ("US East (N. Virginia)"); items carry the region's code ("us-east-1"), from botocore's
-own table of regions.
+own table of regions. How each service's reservation is described, as item fields,
+lives in `app.providers.aws.reservation_details`.
 
 A recommendation that cannot become an item (no instance count, a dedicated host, a
 Savings Plan commitment below a thousandth of a cent) is left out. A service for which
@@ -36,15 +37,15 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from functools import cache, partial
+from functools import partial
 from typing import Any
 
-import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.providers import AccountTarget, PurchaseFailed, recommended_item
 from app.providers.aws.common import HOURS_PER_MONTH, decimal
 from app.providers.aws.errors import error_code, explain
+from app.providers.aws.reservation_details import DESCRIBERS, region_code
 
 log = logging.getLogger(__name__)
 
@@ -76,27 +77,6 @@ _PAYMENTS = {
     "all-upfront": "ALL_UPFRONT",
 }
 _LOOKBACKS = ("SEVEN_DAYS", "THIRTY_DAYS", "SIXTY_DAYS")
-# RDS engines as Cost Explorer names them, and as the RDS offerings' ProductDescription.
-_RDS_ENGINES = {
-    "mysql": "mysql",
-    "postgresql": "postgresql",
-    "mariadb": "mariadb",
-    "aurora mysql": "aurora-mysql",
-    "aurora postgresql": "aurora-postgresql",
-    "aurora": "aurora",
-    "oracle": "oracle",
-    "sql server": "sqlserver",
-    "db2": "db2",
-}
-_EDITIONS = {
-    "standard": "se",
-    "standard one": "se1",
-    "standard two": "se2",
-    "enterprise": "ee",
-    "express": "ex",
-    "web": "web",
-}
-_LICENSES = {"license included": "li", "bring your own license": "byol"}
 _COMMITMENT_PLACES = Decimal("0.00001")
 
 
@@ -249,7 +229,7 @@ def _reservation(
     offering_class: str,
 ) -> dict[str, Any] | None:
     count = _whole(detail.get("RecommendedNumberOfInstancesToPurchase"))
-    described = _DESCRIBERS[service](detail.get("InstanceDetails") or {})
+    described = DESCRIBERS[service](detail.get("InstanceDetails") or {})
     if count < 1 or described is None or term is None or payment is None:
         return None
     if service == "ec2":
@@ -269,73 +249,6 @@ def _reservation(
         savings_percent=_percent(detail.get("EstimatedMonthlySavingsPercentage")),
         **described,
     )
-
-
-def _ec2(details: Mapping[str, Any]) -> dict[str, Any] | None:
-    found = details.get("EC2InstanceDetails") or {}
-    tenancy = {"shared": "default", "default": "default", "dedicated": "dedicated"}.get(
-        str(found.get("Tenancy") or "shared").lower()
-    )
-    if tenancy is None or not found.get("InstanceType"):  # a dedicated host: not an RI
-        return None
-    zone = str(found.get("AvailabilityZone") or "")
-    return {
-        "region": region_code(found.get("Region")),
-        "resource_type": str(found["InstanceType"]),
-        "platform": str(found.get("Platform") or "Linux/UNIX"),
-        "tenancy": tenancy,
-        "scope": "Availability Zone" if zone else "Region",
-        "availability_zone": zone or None,
-    }
-
-
-def _rds(details: Mapping[str, Any]) -> dict[str, Any] | None:
-    found = details.get("RDSInstanceDetails") or {}
-    if not found.get("InstanceType"):
-        return None
-    return {
-        "region": region_code(found.get("Region")),
-        "resource_type": str(found["InstanceType"]),
-        "engine": rds_engine(found),
-        "multi_az": str(found.get("DeploymentOption") or "").lower().startswith("multi-az"),
-    }
-
-
-def _nodes(shape: str, engine: bool = False) -> Callable[[Mapping[str, Any]], dict | None]:
-    def describe(details: Mapping[str, Any]) -> dict[str, Any] | None:
-        found = details.get(shape) or {}
-        if not found.get("NodeType"):
-            return None
-        described = {
-            "region": region_code(found.get("Region")),
-            "resource_type": str(found["NodeType"]),
-        }
-        if engine:
-            described["engine"] = str(found.get("ProductDescription") or "redis").lower()
-        return described
-
-    return describe
-
-
-def _opensearch(details: Mapping[str, Any]) -> dict[str, Any] | None:
-    found = details.get("ESInstanceDetails") or {}
-    family, size = str(found.get("InstanceClass") or ""), str(found.get("InstanceSize") or "")
-    if not family or not size:
-        return None
-    return {
-        "region": region_code(found.get("Region")),
-        "resource_type": f"{family}.{size}.search",
-    }
-
-
-_DESCRIBERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any] | None]] = {
-    "ec2": _ec2,
-    "rds": _rds,
-    "elasticache": _nodes("ElastiCacheInstanceDetails", engine=True),
-    "opensearch": _opensearch,
-    "redshift": _nodes("RedshiftInstanceDetails"),
-    "memorydb": _nodes("MemoryDBInstanceDetails"),
-}
 
 
 def _savings_plans(
@@ -379,44 +292,6 @@ def _savings_plans(
             )
         )
     return items
-
-
-def region_code(name: Any) -> str:
-    """A region's code ("us-east-1") from Cost Explorer's name for it ("US East (N.
-    Virginia)", or the older "EU (Ireland)"); a code, or a name botocore does not know,
-    is kept as given."""
-    text = str(name or "").strip()
-    return _region_codes().get(text.lower(), text)
-
-
-@cache
-def _region_codes() -> dict[str, str]:
-    codes: dict[str, str] = {}
-    endpoints = botocore.session.get_session().get_data("endpoints")
-    for partition in endpoints.get("partitions", []):
-        for code, region in partition.get("regions", {}).items():
-            described = str(region.get("description") or "").lower()
-            if described:
-                codes[described] = code
-                if described.startswith("europe ("):
-                    codes["eu (" + described.removeprefix("europe (")] = code
-                if described.startswith("aws govcloud"):
-                    codes[described.removeprefix("aws ")] = code
-    return codes
-
-
-def rds_engine(details: Mapping[str, Any]) -> str:
-    """The RDS offerings' name for a recommendation's engine: `mysql`, `aurora-postgresql`,
-    and for Oracle and SQL Server the edition and license (`oracle-se2(byol)`)."""
-    named = str(details.get("DatabaseEngine") or "").strip()
-    engine = _RDS_ENGINES.get(named.lower(), named.lower().replace(" ", "-"))
-    if engine not in ("oracle", "sqlserver"):
-        return engine
-    edition = _EDITIONS.get(str(details.get("DatabaseEdition") or "").strip().lower())
-    license_model = _LICENSES.get(str(details.get("LicenseModel") or "").strip().lower())
-    if edition:
-        engine = f"{engine}-{edition}"
-    return f"{engine}({license_model})" if license_model else engine
 
 
 def _term_of(value: Any) -> int | None:

@@ -17,9 +17,8 @@ from app.providers.aws.recommendations import (
     MAX_PAGES,
     RESERVATION_SERVICES,
     SOURCE,
-    rds_engine,
-    region_code,
 )
+from app.providers.aws.reservation_details import rds_engine, region_code
 from tests.unit.providers.test_aws_stubs import ACCOUNT, provider_with
 
 QUERY = {
