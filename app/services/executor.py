@@ -9,8 +9,8 @@ each item ends `quoted`, with the offering and price it would have bought, and n
 claimed in the ledger.
 
 In `simulate` and `live`, every purchase is first claimed in the `provider_purchases`
-ledger under `<lineage root>:<item index>`, in a committed unit of work of its own, and
-only then bought, with no transaction open while the provider works. So:
+ledger (`app.services.ledger`) under `<lineage root>:<item index>`, in a committed unit
+of work of its own, and only then bought, with no transaction open while the provider works. So:
 
 - an item whose key already holds a purchase (an ancestor bought it before failing) is
   marked purchased with that `purchase_id`, and nothing is bought again;
@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, update
 from sqlalchemy.orm import Session
 
 from app.db import rowcount, unit_of_work, utcnow
@@ -51,7 +50,7 @@ from app.domain.providers import PurchaseMode, normalize_service
 from app.domain.rbac import Action
 from app.domain.spending import commitment_refusal
 from app.domain.statuses import IN_FLIGHT, Status
-from app.models import ProviderPurchase, PurchaseExecution
+from app.models import PurchaseExecution
 from app.providers import (
     AccountTarget,
     OutcomeUnknown,
@@ -59,7 +58,7 @@ from app.providers import (
     ProviderRegistry,
     PurchaseProvider,
 )
-from app.services import leases, notifications, schedules, spending, transitions
+from app.services import leases, ledger, notifications, schedules, spending, transitions
 from app.services.accounts import target_of
 from app.services.execution_reads import lineage_root
 from app.services.identity import load_active_user, principal_for
@@ -202,7 +201,7 @@ def _purchase(
     with unit_of_work() as session:
         if not _touch(session, run.execution_id, now=utcnow()):
             return None
-        claim, ours = _claim(session, key, run.execution_id, index, name, run.mode)
+        claim, ours = ledger.claim(session, key, run.execution_id, index, name, run.mode)
     if claim.purchase_id is not None:
         return purchasing.purchased(item, claim.purchase_id)
     if not ours:
@@ -219,7 +218,7 @@ def _purchase(
             )
         if found is not None:
             with unit_of_work() as session:
-                return purchasing.purchased(item, _record(session, key, found, now=utcnow()))
+                return purchasing.purchased(item, ledger.record(session, key, found, now=utcnow()))
     try:
         quote = call("quote", lambda: provider.quote(item, call.account))
         too_dear = purchasing.price_refusal(item, quote.as_dict()) or (
@@ -233,10 +232,10 @@ def _purchase(
         return purchasing.failed(item, _reason(unknown))
     except (ProviderError, _Refused) as refusal:
         with unit_of_work() as session:
-            _release(session, key)
+            ledger.release(session, key)
         return purchasing.failed(item, _reason(refusal))
     with unit_of_work() as session:
-        recorded = _record(session, key, purchase_id, now=utcnow())
+        recorded = ledger.record(session, key, purchase_id, now=utcnow())
     return {**purchasing.purchased(item, recorded), "quote": quote.as_dict()}
 
 
@@ -272,61 +271,6 @@ class _Caller:
             raise
         log.info("provider call %s answered", operation, extra=fields)
         return answer
-
-
-def _claim(
-    session: Session,
-    key: str,
-    execution_id: uuid.UUID,
-    index: int,
-    provider: str,
-    mode: PurchaseMode,
-) -> tuple[ProviderPurchase, bool]:
-    """Insert the ledger row for `key` unless it exists; the row, and whether this call
-    made it. The unique key makes two claims of one purchase impossible."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    made = session.execute(
-        insert(ProviderPurchase)
-        .values(
-            idempotency_key=key,
-            execution_id=execution_id,
-            item_index=index,
-            provider=provider,
-            mode=mode.value,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(ProviderPurchase.id)
-    ).first()
-    claim = session.scalars(
-        select(ProviderPurchase)
-        .where(ProviderPurchase.idempotency_key == key)
-        .execution_options(populate_existing=True)
-    ).one()
-    return claim, made is not None
-
-
-def _record(session: Session, key: str, purchase_id: str, *, now: datetime) -> str:
-    """Record what the provider bought under `key`; if another worker recorded it first
-    (the same idempotent purchase), theirs stands. Whatever the row's status: money was
-    spent."""
-    session.execute(
-        update(ProviderPurchase)
-        .where(ProviderPurchase.idempotency_key == key, ProviderPurchase.purchase_id.is_(None))
-        .values(purchase_id=purchase_id, purchased_at=now)
-    )
-    recorded = session.scalar(
-        select(ProviderPurchase.purchase_id).where(ProviderPurchase.idempotency_key == key)
-    )
-    return recorded or purchase_id
-
-
-def _release(session: Session, key: str) -> None:
-    """The provider bought nothing: drop the claim, so a retry may buy the item."""
-    session.execute(
-        delete(ProviderPurchase).where(
-            ProviderPurchase.idempotency_key == key, ProviderPurchase.purchase_id.is_(None)
-        )
-    )
 
 
 def _touch(session: Session, execution_id: uuid.UUID, *, now: datetime) -> bool:
