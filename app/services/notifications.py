@@ -43,7 +43,6 @@ from app.domain.recommendations import malformed_reason
 from app.domain.staleness import UNSTARTED_AFTER
 from app.domain.statuses import Status
 from app.models import (
-    CloudAccount,
     Notification,
     PurchaseExecution,
     User,
@@ -65,7 +64,6 @@ NO_OUTCOME_RECIPIENT = (
 )
 APPROVAL = NotificationKind.APPROVAL.value
 OUTCOME = NotificationKind.OUTCOME.value
-REMINDER = NotificationKind.REMINDER.value
 
 
 def owe_approval_email(session: Session, execution_id: uuid.UUID, *, now: datetime) -> None:
@@ -379,7 +377,8 @@ def outcome_recipient(
 ) -> str | None:
     """Who the claimed outcome email goes to: the creator, else the account's contact.
     None when it cannot be sent, which gives it up (no FROM_EMAIL, no recipient)."""
-    recipient = _creator_email(session, execution) or _contact_email(execution.cloud_account)
+    account = execution.cloud_account
+    recipient = _creator_email(session, execution) or (account and account.contact_email) or None
     problem = (
         FROM_EMAIL_MISSING
         if not settings.from_email
@@ -389,10 +388,6 @@ def outcome_recipient(
         give_up(session, notification, problem, now=now)
         return None
     return recipient
-
-
-def _contact_email(account: CloudAccount | None) -> str | None:
-    return account.contact_email if account is not None and account.contact_email else None
 
 
 def _creator_email(session: Session, execution: PurchaseExecution) -> str | None:
